@@ -1,0 +1,31 @@
+//! # moat
+//!
+//! A security-hardened remote-access gateway for the Docker Engine API.
+//!
+//! A request travels through these modules, top to bottom (the one function
+//! that strings them together is [`pipeline::handle`]):
+//!
+//! 1. [`server`]: the TCP listener, connection limits, graceful shutdown.
+//! 2. [`tls`]: mutual TLS (rustls), reloadable certificates and CRL.
+//! 3. [`identity`]: who the client is, from its certificate or a bearer token.
+//! 4. [`pipeline`]: the HTTP request path, one readable function.
+//! 5. [`classify`]: which Engine API operation this is, as the daemon routes it.
+//! 6. [`body`]: the request body, read and parsed where the policy must see it.
+//! 7. [`policy`]: the Rego decision.
+//! 8. [`audit`]: the tamper-evident audit record, written before forwarding.
+//! 9. [`forward`] and [`hijack`]: the engine's unix socket, streamed or hijacked.
+//! 10. [`respond`]: the one place an error becomes a client response.
+//!
+//! Beside the request path: [`config`], [`metrics`], and the command line in
+//! [`cli`].
+
+#![forbid(unsafe_code)]
+
+pub mod audit;
+pub mod body;
+pub mod classify;
+pub mod cli;
+pub mod config;
+pub mod identity;
+pub mod metrics;
+pub mod policy;
