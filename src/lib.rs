@@ -20,6 +20,7 @@
 //! [`cli`].
 
 #![forbid(unsafe_code)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod audit;
 pub mod body;

@@ -30,4 +30,19 @@ impl Metrics {
     pub fn hijack_started(&self) {}
     pub fn hijack_ended(&self) {}
     pub fn engine_up(&self, _up: bool) {}
+    pub fn policy_reload(&self, _ok: bool) {}
+    pub fn audit_record(&self) {}
+    pub fn audit_write_error(&self) {}
 }
+
+/// What `/readyz` asks the server: each component's name and whether it is
+/// ready, with the reason when it is not.
+pub type ReadyCheck = std::sync::Arc<
+    dyn Fn() -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = Vec<(&'static str, Result<(), String>)>> + Send>,
+        > + Send
+        + Sync,
+>;
+
+#[allow(dead_code)]
+struct _Placeholder {}
