@@ -178,7 +178,7 @@ deny contains msg if {
 
 under_allowed_root(path) if {
 	some root in data.moat.allowed_bind_roots
-	path == root
+	path in {root, trim_suffix(root, "/")}
 }
 
 under_allowed_root(path) if {

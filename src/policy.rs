@@ -61,12 +61,8 @@ pub struct Decision {
 pub enum PolicyError {
     #[error("{0}")]
     Load(String),
-    #[error("cannot read {}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("cannot read {}: {err}", path.display())]
+    Io { path: PathBuf, err: std::io::Error },
     /// A compile error as `file:line:col: message`.
     #[error("{0}")]
     Compile(String),

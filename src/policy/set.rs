@@ -41,7 +41,7 @@ impl Sources {
         for path in files {
             let text = std::fs::read_to_string(&path).map_err(|e| PolicyError::Io {
                 path: path.clone(),
-                source: e,
+                err: e,
             })?;
             let name = path.display().to_string();
             hasher.update(name.as_bytes());
@@ -85,12 +85,12 @@ impl Sources {
 fn collect_rego(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), PolicyError> {
     let rd = std::fs::read_dir(dir).map_err(|e| PolicyError::Io {
         path: dir.to_path_buf(),
-        source: e,
+        err: e,
     })?;
     for entry in rd {
         let entry = entry.map_err(|e| PolicyError::Io {
             path: dir.to_path_buf(),
-            source: e,
+            err: e,
         })?;
         let name = entry.file_name();
         let name = name.to_string_lossy();
@@ -116,7 +116,7 @@ fn read_data(dir: &Path, hasher: &mut Sha256) -> Result<serde_json::Value, Polic
     let read = |p: &Path| {
         std::fs::read_to_string(p).map_err(|e| PolicyError::Io {
             path: p.to_path_buf(),
-            source: e,
+            err: e,
         })
     };
     let value = match (json.exists(), yaml) {
