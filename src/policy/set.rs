@@ -208,11 +208,18 @@ impl Compiled {
         }
         let program = Compiler::compile_from_policy(&compiled, &entries)
             .map_err(|e| PolicyError::Compile(format!("{e}")))?;
+        let data = regorus::Value::from(sources.data.clone());
+        // Data that collides with a rule path is only detected by a VM.
+        let mut probe = regorus::rvm::RegoVM::new();
+        probe.load_program(program.clone());
+        probe
+            .set_data(data.clone())
+            .map_err(|e| PolicyError::Data(format!("data conflicts with a policy rule: {e}")))?;
         Ok(Compiled {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             revision: sources.revision.clone(),
             program,
-            data: regorus::Value::from(sources.data.clone()),
+            data,
             has_deny,
         })
     }
