@@ -2,8 +2,8 @@
 //! thread, and turns the two results into a [`Decision`].
 //!
 //! Each worker thread keeps one VM, rebuilt only when the policy set changes
-//! (keyed by the set's id), so a request costs `set_input` plus two entry
-//! point runs. Time is bounded by regorus' cooperative execution timer
+//! (keyed by the set's id), so a request costs `set_input` plus one run of
+//! moat's wrapper rule (both results at once). Time is bounded by regorus' cooperative execution timer
 //! (checked every few instructions), plus an instruction cap; either limit
 //! turns into a deny.
 
@@ -16,7 +16,7 @@ use regorus::rvm::RegoVM;
 use regorus::utils::limits::ExecutionTimerConfig;
 use regorus::Value;
 
-use super::set::{Compiled, ALLOW, DENY};
+use super::set::{Compiled, DECISION, DENY};
 use super::Decision;
 
 /// Most VM instructions one evaluation may run. The default of regorus
@@ -55,12 +55,12 @@ pub fn run(set: &Compiled, input: Value, timeout: Duration) -> Result<Raw, EvalF
             return Err(EvalFailure::Error("no VM".into()));
         };
         vm.set_input(input);
-        let allow = vm.execute_entry_point_by_name(ALLOW).map_err(classify)?;
-        let deny = if set.has_deny {
-            vm.execute_entry_point_by_name(DENY).map_err(classify)?
-        } else {
-            Value::Undefined
+        let result = vm.execute_entry_point_by_name(DECISION).map_err(classify)?;
+        let field = |k: &str| match &result {
+            Value::Object(o) => o.get(&Value::from(k)).cloned().unwrap_or(Value::Undefined),
+            _ => Value::Undefined,
         };
+        let (allow, deny) = (field("allow"), field("deny"));
         Ok(Raw { allow, deny })
     })
 }

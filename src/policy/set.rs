@@ -17,6 +17,10 @@ use super::PolicyError;
 pub const ALLOW: &str = "data.docker.authz.allow";
 /// The optional set of deny messages; any message denies.
 pub const DENY: &str = "data.docker.authz.deny";
+/// The package of moat's own wrapper module.
+const DECISION_PACKAGE: &str = "moat_internal_decision";
+/// The wrapper rule the VM runs: `{"allow": …, "deny": …}`.
+pub const DECISION: &str = "data.moat_internal_decision.result";
 
 /// The files of a policy directory, read but not compiled.
 pub struct Sources {
@@ -198,15 +202,32 @@ impl Compiled {
             return Err(PolicyError::NoPolicy);
         }
         let mut engine = sources.engine(false)?;
-        let has_deny = defines_deny(&engine);
-        let compiled = engine
-            .compile_with_entrypoint(&Rc::from(ALLOW))
-            .map_err(|e| PolicyError::Compile(locate(&e)))?;
-        let mut entries = vec![ALLOW];
-        if has_deny {
-            entries.push(DENY);
+        if !defines(&engine, "allow") {
+            return Err(PolicyError::Compile(format!(
+                "no rule defines {ALLOW}: add `package docker.authz` with an `allow` rule"
+            )));
         }
-        let program = Compiler::compile_from_policy(&compiled, &entries)
+        let has_deny = defines(&engine, "deny");
+        // One entry point that yields both results, so the rules they share
+        // are evaluated once per request.
+        let wrapper = format!(
+            "package {DECISION_PACKAGE}\nimport rego.v1\n\
+             default allow := false\nallow := {ALLOW}\n\
+             default deny := false\n{}\
+             result := {{\"allow\": allow, \"deny\": deny}}\n",
+            if has_deny {
+                format!("deny := {DENY}\n")
+            } else {
+                String::new()
+            }
+        );
+        engine
+            .add_policy("moat:decision.rego".into(), wrapper)
+            .map_err(|e| PolicyError::Compile(locate(&e)))?;
+        let compiled = engine
+            .compile_with_entrypoint(&Rc::from(DECISION))
+            .map_err(|e| PolicyError::Compile(locate(&e)))?;
+        let program = Compiler::compile_from_policy(&compiled, &[DECISION])
             .map_err(|e| PolicyError::Compile(format!("{e}")))?;
         let data = regorus::Value::from(sources.data.clone());
         // Data that collides with a rule path is only detected by a VM.
@@ -225,15 +246,15 @@ impl Compiled {
     }
 }
 
-/// Whether some module of package `docker.authz` declares the rule `deny`.
-fn defines_deny(engine: &Engine) -> bool {
+/// Whether some module of package `docker.authz` declares `rule`.
+fn defines(engine: &Engine, rule: &str) -> bool {
     engine
         .get_policy_package_components()
         .map(|pkgs| {
             pkgs.iter().any(|p| {
                 p.components == ["docker", "authz"]
                     && engine
-                        .has_declared_rule_rooted_at(&p.source_file, "deny")
+                        .has_declared_rule_rooted_at(&p.source_file, rule)
                         .unwrap_or(false)
             })
         })
