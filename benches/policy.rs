@@ -8,8 +8,11 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use http::{HeaderMap, HeaderValue, Method, Uri};
+use moat::classify::{BodyKind, Operation, Route};
 use moat::config;
-use moat::policy::Policy;
+use moat::identity::{AuthMethod, Identity};
+use moat::policy::{Facts, Policy};
 use serde_json::json;
 
 const ITERATIONS: usize = 20_000;
@@ -38,12 +41,54 @@ fn input() -> serde_json::Value {
     })
 }
 
+static CREATE: Operation = Operation {
+    id: "ContainerCreate",
+    resource: "containers",
+    readonly: false,
+    hijack: false,
+    body: BodyKind::Inspect,
+};
+
+/// Decides through `Policy::decide`, exactly as the gateway does: input
+/// built from the request facts, body converted once, one VM run.
 fn measure(policy: &Policy, doc: &serde_json::Value, n: usize) -> Vec<Duration> {
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let route = Route {
+        op: &CREATE,
+        params: Vec::new(),
+        api_version: Some("1.41".into()),
+        path: "/containers/create".into(),
+        query: Vec::new(),
+        upstream: "/v1.41/containers/create".into(),
+    };
+    let method = Method::POST;
+    let uri: Uri = "/v1.41/containers/create".parse().unwrap();
+    let mut headers = HeaderMap::new();
+    headers.insert("content-type", HeaderValue::from_static("application/json"));
+    headers.insert("user-agent", HeaderValue::from_static("Docker-Client/28.2.2 (linux)"));
+    let identity = Identity {
+        name: "dana".into(),
+        groups: vec!["developer".into()],
+        auth_method: AuthMethod::Certificate,
+        scopes: Vec::new(),
+        claims: serde_json::Value::Null,
+        certificate: None,
+        token_id: None,
+    };
+    let body = doc["Body"].clone();
+    let facts = Facts {
+        method: &method,
+        uri: &uri,
+        headers: &headers,
+        route: &route,
+        body: Some(&body),
+        identity: &identity,
+        client: "127.0.0.1:40000".parse().unwrap(),
+    };
     let mut times = Vec::with_capacity(n);
     for _ in 0..n {
-        let d = doc.clone();
         let start = Instant::now();
-        let decision = policy.decide_input(d, "ContainerCreate", "dana");
+        let decision = rt.block_on(policy.decide(&facts));
         times.push(start.elapsed());
         assert!(decision.allow, "{:?}", decision.reasons);
     }
@@ -73,6 +118,33 @@ fn main() {
     );
     measure(&policy, &doc, WARMUP);
     report("1 thread ", measure(&policy, &doc, ITERATIONS));
+
+    // Where the time goes: converting the input to regorus' value type, and
+    // a trivial policy (VM overhead) on the same input.
+    let mut conv = Vec::with_capacity(ITERATIONS);
+    for _ in 0..ITERATIONS {
+        let d = doc.clone();
+        let start = Instant::now();
+        let v = regorus::Value::from(d);
+        conv.push(start.elapsed());
+        std::hint::black_box(v);
+    }
+    report("input conversion only", conv);
+    let trivial = tempfile::tempdir().unwrap();
+    std::fs::write(
+        trivial.path().join("p.rego"),
+        "package docker.authz\nimport rego.v1\ndefault allow := true\n",
+    )
+    .unwrap();
+    let baseline = Policy::load(
+        &config::Policy {
+            dir: trivial.path().to_path_buf(),
+        },
+        &config::Limits::default(),
+    )
+    .unwrap();
+    measure(&baseline, &doc, WARMUP);
+    report("trivial policy", measure(&baseline, &doc, ITERATIONS));
 
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let all = std::thread::scope(|s| {

@@ -130,8 +130,8 @@ impl Policy {
     /// deny with a reason.
     pub async fn decide(&self, facts: &Facts<'_>) -> Decision {
         let start = Instant::now();
-        let doc = input::build(facts);
-        let decision = self.decide_input(doc, facts.route.op.id, &facts.identity.name);
+        let doc = input::build_value(facts);
+        let decision = self.decide_value(doc, facts.route.op.id, &facts.identity.name);
         if let Some(m) = &self.metrics {
             m.policy_eval(start.elapsed());
         }
@@ -141,8 +141,12 @@ impl Policy {
     /// Decides a prepared input document (used by `moat policy eval` and the
     /// benchmark). `op` and `user` name the request in the fallback reason.
     pub fn decide_input(&self, doc: serde_json::Value, op: &str, user: &str) -> Decision {
+        self.decide_value(regorus::Value::from(doc), op, user)
+    }
+
+    fn decide_value(&self, doc: regorus::Value, op: &str, user: &str) -> Decision {
         let set = self.current.load_full();
-        match eval::run(&set, regorus::Value::from(doc), self.timeout) {
+        match eval::run(&set, doc, self.timeout) {
             Ok(raw) => eval::decide(raw, op, user, &set.revision),
             Err(eval::EvalFailure::Timeout) => Decision {
                 allow: false,

@@ -25,8 +25,33 @@ const CREDENTIAL_HEADERS: [&str; 4] = [
 
 /// Builds the input document for one request.
 pub fn build(f: &Facts<'_>) -> Value {
+    document(f, f.body.cloned().unwrap_or(Value::Null))
+}
+
+/// The same document as regorus' value type, as the gateway evaluates it:
+/// the body is converted once and shared by `request.body` and `Body`
+/// (converting it twice was a third of the decision time).
+pub fn build_value(f: &Facts<'_>) -> regorus::Value {
+    let mut doc = regorus::Value::from(document(f, Value::Null));
+    let Some(body) = f.body else {
+        return doc;
+    };
+    let body = match serde::Deserialize::deserialize(body) {
+        Ok(v) => v,
+        Err::<_, serde_json::Error>(_) => regorus::Value::from(body.clone()),
+    };
+    if let regorus::Value::Object(top) = &mut doc {
+        let top = regorus::Rc::make_mut(top);
+        top.insert(regorus::Value::from("Body"), regorus::Value::clone(&body));
+        if let Some(regorus::Value::Object(req)) = top.get_mut(&regorus::Value::from("request")) {
+            regorus::Rc::make_mut(req).insert(regorus::Value::from("body"), body);
+        }
+    }
+    doc
+}
+
+fn document(f: &Facts<'_>, body: Value) -> Value {
     let route = f.route;
-    let body = f.body.cloned().unwrap_or(Value::Null);
     let raw_target = f
         .uri
         .path_and_query()
@@ -111,7 +136,7 @@ pub fn build(f: &Facts<'_>) -> Value {
             AuthMethod::Certificate => "TLS",
             AuthMethod::Token => "token",
         },
-        "BindMounts": bind_mounts(&body),
+        "BindMounts": bind_mounts(f.body.unwrap_or(&Value::Null)),
     })
 }
 

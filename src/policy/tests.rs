@@ -268,6 +268,11 @@ fn input_document_shape() {
         client,
     };
     let doc = input::build(&facts);
+    assert_eq!(
+        input::build_value(&facts),
+        regorus::Value::from(doc.clone()),
+        "the evaluated document is the documented one"
+    );
     let text = doc.to_string();
     assert!(!text.contains("secret"), "credentials leaked: {text}");
     assert_eq!(doc["request"]["method"], "POST");
