@@ -52,7 +52,9 @@ static CREATE: Operation = Operation {
 /// Decides through `Policy::decide`, exactly as the gateway does: input
 /// built from the request facts, body converted once, one VM run.
 fn measure(policy: &Policy, doc: &serde_json::Value, n: usize) -> Vec<Duration> {
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     let route = Route {
         op: &CREATE,
         params: Vec::new(),
@@ -65,7 +67,10 @@ fn measure(policy: &Policy, doc: &serde_json::Value, n: usize) -> Vec<Duration> 
     let uri: Uri = "/v1.41/containers/create".parse().unwrap();
     let mut headers = HeaderMap::new();
     headers.insert("content-type", HeaderValue::from_static("application/json"));
-    headers.insert("user-agent", HeaderValue::from_static("Docker-Client/28.2.2 (linux)"));
+    headers.insert(
+        "user-agent",
+        HeaderValue::from_static("Docker-Client/28.2.2 (linux)"),
+    );
     let identity = Identity {
         name: "dana".into(),
         groups: vec!["developer".into()],

@@ -58,7 +58,10 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             let dir = dir_or_default(dir);
             let results = testing::run_tests(&dir)?;
             if results.is_empty() {
-                anyhow::bail!("no test_* rules found in *_test.rego files under {}", dir.display());
+                anyhow::bail!(
+                    "no test_* rules found in *_test.rego files under {}",
+                    dir.display()
+                );
             }
             let failed = results.iter().filter(|r| !r.passed).count();
             for r in &results {

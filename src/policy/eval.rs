@@ -95,9 +95,9 @@ pub fn decide(raw: Raw, op: &str, user: &str, revision: &str) -> Decision {
     let mut reasons = Vec::new();
     match &raw.deny {
         Value::Undefined | Value::Null | Value::Bool(false) => {}
-        Value::Bool(true) => reasons.push(format!(
-            "denied by policy rule {DENY} for {op} by {user}"
-        )),
+        Value::Bool(true) => {
+            reasons.push(format!("denied by policy rule {DENY} for {op} by {user}"))
+        }
         Value::Set(s) => reasons.extend(s.iter().map(message)),
         Value::Array(a) => reasons.extend(a.iter().map(message)),
         other => reasons.push(format!(

@@ -270,7 +270,10 @@ fn resolve(source: &str) -> String {
             }
             return lexical_clean(&out).to_string_lossy().into_owned();
         }
-        match (existing.file_name().map(|n| n.to_os_string()), existing.parent()) {
+        match (
+            existing.file_name().map(|n| n.to_os_string()),
+            existing.parent(),
+        ) {
             (Some(name), Some(parent)) => {
                 rest.push(name);
                 existing = parent.to_path_buf();

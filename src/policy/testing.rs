@@ -78,7 +78,8 @@ pub fn run_tests(dir: &Path) -> Result<Vec<TestResult>, PolicyError> {
                     false,
                     Some(format!(
                         "evaluated to {}",
-                        v.to_json_str().unwrap_or_else(|_| "a non-true value".into())
+                        v.to_json_str()
+                            .unwrap_or_else(|_| "a non-true value".into())
                     )),
                 ),
                 Err(e) => (false, Some(locate(&e))),

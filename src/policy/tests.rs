@@ -226,7 +226,11 @@ async fn opa_docker_authz_example_runs_unchanged() {
     assert!(decide(&p, &ok, &dev).await.allow);
     let d = decide(&p, &bad, &dev).await;
     assert!(!d.allow);
-    assert!(d.reasons[0].contains("data.docker.authz.deny"), "{:?}", d.reasons);
+    assert!(
+        d.reasons[0].contains("data.docker.authz.deny"),
+        "{:?}",
+        d.reasons
+    );
     assert!(!decide(&p, &unconfined, &dev).await.allow);
 }
 
@@ -279,9 +283,15 @@ fn input_document_shape() {
     assert_eq!(doc["request"]["path"], "/containers/create");
     assert_eq!(doc["request"]["api_version"], "1.41");
     assert_eq!(doc["request"]["query"]["x"], json!(["1", "2"]));
-    assert_eq!(doc["request"]["headers"]["content-type"], "application/json");
+    assert_eq!(
+        doc["request"]["headers"]["content-type"],
+        "application/json"
+    );
     assert_eq!(doc["request"]["headers"]["x-multi"], "a, b");
-    assert_eq!(doc["request"]["uri"], "/v1.41/containers/create?name=web&x=1&x=2");
+    assert_eq!(
+        doc["request"]["uri"],
+        "/v1.41/containers/create?name=web&x=1&x=2"
+    );
     assert_eq!(doc["request"]["body"]["Image"], "alpine");
     assert_eq!(doc["operation"]["id"], "ContainerCreate");
     assert_eq!(doc["operation"]["params"]["name"], "web");
@@ -325,7 +335,11 @@ async fn reload_keeps_last_good_and_reports() {
     let first = decide(&p, &r, &who).await;
     assert!(first.allow);
 
-    write(dir.path(), "p.rego", "package docker.authz\nimport rego.v1\nallow if {\n  input.x ==\n}\n");
+    write(
+        dir.path(),
+        "p.rego",
+        "package docker.authz\nimport rego.v1\nallow if {\n  input.x ==\n}\n",
+    );
     let err = p.reload().unwrap_err().to_string();
     assert!(err.contains("p.rego:5:1"), "{err}");
     let status = p.status().unwrap_err();
@@ -379,33 +393,89 @@ fn startup_without_valid_policy_fails() {
         Err(PolicyError::NoPolicy)
     ));
     write(dir.path(), "p.rego", "package docker.authz\nallow if {\n");
-    let e = Policy::load(&cfg(dir.path()), &limits).err().unwrap().to_string();
+    let e = Policy::load(&cfg(dir.path()), &limits)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("p.rego:"), "{e}");
     assert!(Policy::load(&cfg(&dir.path().join("missing")), &limits).is_err());
-    write(dir.path(), "p.rego", "package other\nimport rego.v1\nallow := true\n");
-    assert!(Policy::load(&cfg(dir.path()), &limits).is_err(), "no docker.authz.allow");
+    write(
+        dir.path(),
+        "p.rego",
+        "package other\nimport rego.v1\nallow := true\n",
+    );
+    assert!(
+        Policy::load(&cfg(dir.path()), &limits).is_err(),
+        "no docker.authz.allow"
+    );
 }
 
 #[test]
 fn deny_shapes() {
     use eval::{decide, Raw};
     use regorus::Value as R;
-    let set_of = |msgs: &[&str]| {
-        R::from(json!(msgs))
-    };
-    let d = decide(Raw { allow: R::Bool(true), deny: R::Undefined }, "Op", "u", "r");
+    let set_of = |msgs: &[&str]| R::from(json!(msgs));
+    let d = decide(
+        Raw {
+            allow: R::Bool(true),
+            deny: R::Undefined,
+        },
+        "Op",
+        "u",
+        "r",
+    );
     assert!(d.allow);
-    let d = decide(Raw { allow: R::Bool(true), deny: set_of(&["no"]) }, "Op", "u", "r");
+    let d = decide(
+        Raw {
+            allow: R::Bool(true),
+            deny: set_of(&["no"]),
+        },
+        "Op",
+        "u",
+        "r",
+    );
     assert!(!d.allow);
     assert_eq!(d.reasons, vec!["no"]);
-    let d = decide(Raw { allow: R::Bool(true), deny: R::Bool(true) }, "Op", "u", "r");
+    let d = decide(
+        Raw {
+            allow: R::Bool(true),
+            deny: R::Bool(true),
+        },
+        "Op",
+        "u",
+        "r",
+    );
     assert!(!d.allow);
-    let d = decide(Raw { allow: R::Bool(true), deny: R::from(json!("x")) }, "Op", "u", "r");
+    let d = decide(
+        Raw {
+            allow: R::Bool(true),
+            deny: R::from(json!("x")),
+        },
+        "Op",
+        "u",
+        "r",
+    );
     assert!(!d.allow, "a deny of the wrong type denies");
-    let d = decide(Raw { allow: R::from(json!("yes")), deny: R::Undefined }, "Op", "u", "r");
+    let d = decide(
+        Raw {
+            allow: R::from(json!("yes")),
+            deny: R::Undefined,
+        },
+        "Op",
+        "u",
+        "r",
+    );
     assert!(!d.allow, "only true allows");
     assert_eq!(d.reasons, vec!["no policy rule allows Op for u"]);
-    let d = decide(Raw { allow: R::Undefined, deny: R::Undefined }, "Op", "u", "r");
+    let d = decide(
+        Raw {
+            allow: R::Undefined,
+            deny: R::Undefined,
+        },
+        "Op",
+        "u",
+        "r",
+    );
     assert!(!d.allow);
 }
 
@@ -459,7 +529,10 @@ fn failing_rego_test_is_reported() {
         "package docker.authz_test\nimport rego.v1\ntest_ok if data.docker.authz.allow\ntest_bad if not data.docker.authz.allow\n",
     );
     let results = testing::run_tests(dir.path()).unwrap();
-    let by_name: Vec<(&str, bool)> = results.iter().map(|r| (r.name.as_str(), r.passed)).collect();
+    let by_name: Vec<(&str, bool)> = results
+        .iter()
+        .map(|r| (r.name.as_str(), r.passed))
+        .collect();
     assert_eq!(
         by_name,
         vec![
