@@ -62,15 +62,24 @@ fn node(i: u16) -> &'static Node {
     table::NODES.get(usize::from(i)).unwrap_or(&Node::Any)
 }
 
-/// Folded name -> the first known canonical spelling.
-fn known_folds() -> &'static HashMap<String, &'static str> {
-    static FOLDS: OnceLock<HashMap<String, &'static str>> = OnceLock::new();
+/// Folded name -> the spellings the backstop accepts: those of the API's
+/// property names with that fold that start with an upper-case letter (the
+/// style of every request struct), or all of them when none does. The
+/// lower-case spellings of response-only structs (`ProcessConfig.privileged`)
+/// are thereby not accepted where the position is not known.
+fn known_folds() -> &'static HashMap<String, Vec<&'static str>> {
+    static FOLDS: OnceLock<HashMap<String, Vec<&'static str>>> = OnceLock::new();
     FOLDS.get_or_init(|| {
-        let mut m = HashMap::new();
+        let mut all: HashMap<String, Vec<&'static str>> = HashMap::new();
         for name in table::KNOWN_FIELDS {
-            m.entry(fold_key(name)).or_insert(*name);
+            all.entry(fold_key(name)).or_default().push(name);
         }
-        m
+        for spellings in all.values_mut() {
+            if spellings.iter().any(|s| s.starts_with(|c: char| c.is_ascii_uppercase())) {
+                spellings.retain(|s| s.starts_with(|c: char| c.is_ascii_uppercase()));
+            }
+        }
+        all
     })
 }
 
@@ -114,15 +123,16 @@ fn walk(value: &Value, at: u16) -> Result<(), BodyError> {
     }
 }
 
-/// The API-wide rule: a key spelled like no property of the API, but equal
-/// to one ignoring case, is refused.
+/// The API-wide rule, where the position is not a known struct field or map
+/// key: a key equal ignoring case to a property name of the API must be
+/// spelled as one of its accepted spellings (see [`known_folds`]).
 fn backstop(key: &str) -> Result<(), BodyError> {
-    if table::KNOWN_FIELDS.binary_search(&key).is_ok() {
-        return Ok(());
-    }
     match known_folds().get(&fold_key(key)) {
-        Some(canonical) => Err(BodyError::non_canonical(key, canonical)),
-        None => Ok(()),
+        Some(spellings) if !spellings.contains(&key) => {
+            let canonical = spellings.first().copied().unwrap_or(key);
+            Err(BodyError::non_canonical(key, canonical))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -203,6 +213,8 @@ mod tests {
             ("ContainerCreate", r#"{"NetworkingConfig":{"EndpointsConfig":{"n":{"aliases":["a"]}}}}"#, Some("Aliases")),
             ("ContainerCreate", r#"{"Unrelated":1,"x-custom":{"a":1}}"#, None),
             ("ContainerCreate", r#"{"x-custom":{"privileged":1}}"#, Some("Privileged")),
+            ("ContainerCreate", r#"{"x-custom":{"Id":1,"ID":{"Tty":true,"OS":"x"}}}"#, None),
+            ("ContainerCreate", r#"{"x-custom":{"tty":true}}"#, Some("TTY")),
             ("ContainerCreate", r#"[]"#, Some("object")),
             ("ContainerExec", r#"{"Cmd":["sh"],"privileged":true}"#, Some("Privileged")),
             ("ContainerUpdate", r#"{"memory":1}"#, Some("Memory")),
