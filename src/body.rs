@@ -149,7 +149,9 @@ pub fn check_framing(headers: &HeaderMap) -> Result<(), BodyError> {
     match cl[..] {
         [] => Ok(()),
         [v] if !v.is_empty() && v.as_bytes().iter().all(u8::is_ascii_digit) => Ok(()),
-        [_] => Err(BodyError::Framing("Content-Length must be a decimal number")),
+        [_] => Err(BodyError::Framing(
+            "Content-Length must be a decimal number",
+        )),
         _ => Err(BodyError::RepeatedHeader("Content-Length")),
     }
 }
@@ -162,7 +164,12 @@ fn media_type(headers: &HeaderMap) -> Result<Option<String>, BodyError> {
         [] => Ok(None),
         [v] => {
             let s = String::from_utf8_lossy(v.as_bytes());
-            let mt = s.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+            let mt = s
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
             Ok(Some(mt))
         }
         _ => Err(BodyError::RepeatedHeader("Content-Type")),

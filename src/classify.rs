@@ -87,17 +87,23 @@ pub struct Route {
 /// Why a request target was refused. Each is a 400 ([`ClassifyError::status`]).
 #[derive(Debug, thiserror::Error)]
 pub enum ClassifyError {
-    #[error("the request target must be a path such as /v1.41/containers/json (origin-form), not `{0}`")]
+    #[error(
+        "the request target must be a path such as /v1.41/containers/json (origin-form), not `{0}`"
+    )]
     NotOriginForm(String),
     #[error("`/{0}/` is not a valid API version prefix: use `/v<major>.<minor>/` such as `/v1.41/`, or no prefix")]
     BadVersion(String),
     #[error("the path contains `{0}`, which must be percent-encoded")]
     RawCharacter(String),
-    #[error("the path contains an encoded slash (`%2F`); moat does not route it, send a plain path")]
+    #[error(
+        "the path contains an encoded slash (`%2F`); moat does not route it, send a plain path"
+    )]
     EncodedSlash,
     #[error("the path contains an invalid percent escape: use `%` followed by two hex digits")]
     BadEscape,
-    #[error("the query contains an invalid percent escape in `{0}`: use `%` followed by two hex digits")]
+    #[error(
+        "the query contains an invalid percent escape in `{0}`: use `%` followed by two hex digits"
+    )]
     BadQueryEscape(String),
     #[error("the query contains `;`: separate query parameters with `&`")]
     QuerySemicolon,

@@ -47,9 +47,11 @@ fn fold_char(c: char) -> char {
 pub fn parse_strict(bytes: &[u8]) -> Result<Value, BodyError> {
     let duplicate = RefCell::new(None);
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let result = StrictValue { duplicate: &duplicate }
-        .deserialize(&mut de)
-        .and_then(|v| de.end().map(|()| v));
+    let result = StrictValue {
+        duplicate: &duplicate,
+    }
+    .deserialize(&mut de)
+    .and_then(|v| de.end().map(|()| v));
     match (result, duplicate.into_inner()) {
         (_, Some((first, second))) => Err(BodyError::DuplicateKey { first, second }),
         (Ok(v), None) => Ok(v),
@@ -157,7 +159,10 @@ mod tests {
             (" {\"a\":1} \n", "{\"a\":1}"),
             ("[1,2,{\"b\":null}]", "[1,2,{\"b\":null}]"),
             ("{\"\\u0048ostConfig\":{}}", "{\"HostConfig\":{}}"),
-            ("{\"a\":{\"x\":1},\"b\":{\"x\":2}}", "{\"a\":{\"x\":1},\"b\":{\"x\":2}}"),
+            (
+                "{\"a\":{\"x\":1},\"b\":{\"x\":2}}",
+                "{\"a\":{\"x\":1},\"b\":{\"x\":2}}",
+            ),
             ("{\"z\":1,\"a\":2}", "{\"z\":1,\"a\":2}"),
             ("1.5e3", "1500.0"),
         ];
@@ -176,8 +181,14 @@ mod tests {
             ("{\"a\":\"\\ud800\"}", "InvalidJson"),
             ("{\"a\":1,\"a\":2}", "DuplicateKey"),
             ("{\"Image\":\"a\",\"image\":\"b\"}", "DuplicateKey"),
-            ("{\"HostConfig\":{\"Privileged\":false,\"privileged\":true}}", "DuplicateKey"),
-            ("{\"Privileged\":false,\"\\u0070rivileged\":true}", "DuplicateKey"),
+            (
+                "{\"HostConfig\":{\"Privileged\":false,\"privileged\":true}}",
+                "DuplicateKey",
+            ),
+            (
+                "{\"Privileged\":false,\"\\u0070rivileged\":true}",
+                "DuplicateKey",
+            ),
             ("{\"Mask\":1,\"Ma\u{017F}k\":2}", "DuplicateKey"),
             ("[{\"k\":1,\"\u{212A}\":2}]", "DuplicateKey"),
         ];

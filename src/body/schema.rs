@@ -75,7 +75,10 @@ fn known_folds() -> &'static HashMap<String, Vec<&'static str>> {
             all.entry(fold_key(name)).or_default().push(name);
         }
         for spellings in all.values_mut() {
-            if spellings.iter().any(|s| s.starts_with(|c: char| c.is_ascii_uppercase())) {
+            if spellings
+                .iter()
+                .any(|s| s.starts_with(|c: char| c.is_ascii_uppercase()))
+            {
                 spellings.retain(|s| s.starts_with(|c: char| c.is_ascii_uppercase()));
             }
         }
@@ -93,9 +96,9 @@ pub fn check_keys(value: &Value, root: SchemaRoot, op_id: &str) -> Result<(), Bo
 
 fn walk(value: &Value, at: u16) -> Result<(), BodyError> {
     match (value, node(at)) {
-        (Value::Object(obj), Node::Map(child)) => obj.iter().try_for_each(|(k, v)| {
-            walk(v, *child).map_err(|e| e.under(k))
-        }),
+        (Value::Object(obj), Node::Map(child)) => obj
+            .iter()
+            .try_for_each(|(k, v)| walk(v, *child).map_err(|e| e.under(k))),
         (Value::Object(obj), Node::Struct(fields)) => obj.iter().try_for_each(|(k, v)| {
             if let Some((_, child)) = fields.iter().find(|(f, _)| f == k) {
                 return walk(v, *child).map_err(|e| e.under(k));
@@ -150,7 +153,11 @@ mod tests {
         let mut sorted = table::KNOWN_FIELDS.to_vec();
         sorted.sort_unstable();
         sorted.dedup();
-        assert_eq!(sorted, table::KNOWN_FIELDS, "KNOWN_FIELDS must be sorted and unique");
+        assert_eq!(
+            sorted,
+            table::KNOWN_FIELDS,
+            "KNOWN_FIELDS must be sorted and unique"
+        );
         for n in table::NODES {
             let children: Vec<u16> = match n {
                 Node::Any => vec![],
@@ -162,13 +169,36 @@ mod tests {
             }
         }
         for op in [
-            "ContainerCreate", "ContainerUpdate", "ContainerExec", "ExecStart", "ServiceCreate",
-            "ServiceUpdate", "NetworkCreate", "NetworkConnect", "NetworkDisconnect", "VolumeCreate",
-            "SecretCreate", "SecretUpdate", "ConfigCreate", "ConfigUpdate", "SwarmInit", "SwarmJoin",
-            "SwarmUpdate", "PluginSet", "PluginUpgrade", "PluginPull", "ImageCommit", "SystemAuth",
-            "NodeUpdate", "SwarmUnlock",
+            "ContainerCreate",
+            "ContainerUpdate",
+            "ContainerExec",
+            "ExecStart",
+            "ServiceCreate",
+            "ServiceUpdate",
+            "NetworkCreate",
+            "NetworkConnect",
+            "NetworkDisconnect",
+            "VolumeCreate",
+            "SecretCreate",
+            "SecretUpdate",
+            "ConfigCreate",
+            "ConfigUpdate",
+            "SwarmInit",
+            "SwarmJoin",
+            "SwarmUpdate",
+            "PluginSet",
+            "PluginUpgrade",
+            "PluginPull",
+            "ImageCommit",
+            "SystemAuth",
+            "NodeUpdate",
+            "SwarmUnlock",
         ] {
-            assert_ne!(SchemaRoot::for_operation(op), SchemaRoot::ANY, "{op} has no schema");
+            assert_ne!(
+                SchemaRoot::for_operation(op),
+                SchemaRoot::ANY,
+                "{op} has no schema"
+            );
         }
     }
 
@@ -201,29 +231,105 @@ mod tests {
     #[test]
     fn canonical_spelling() {
         let cases: &[(&str, &str, Option<&str>)] = &[
-            ("ContainerCreate", r#"{"Image":"x","HostConfig":{"Privileged":true}}"#, None),
-            ("ContainerCreate", r#"{"hostconfig":{"Privileged":true}}"#, Some("HostConfig")),
-            ("ContainerCreate", r#"{"HostConfig":{"privileged":true}}"#, Some("Privileged")),
-            ("ContainerCreate", r#"{"HostConfig":{"PRIVILEGED":true}}"#, Some("Privileged")),
-            ("ContainerCreate", "{\"HostConfig\":{\"Pr\u{0131}vileged\":true}}", Some("Privileged")),
-            ("ContainerCreate", r#"{"HostConfig":{"Mounts":[{"type":"bind"}]}}"#, Some("Type")),
-            ("ContainerCreate", r#"{"HostConfig":{"Mounts":[{"Type":"bind","Source":"/"}]}}"#, None),
-            ("ContainerCreate", r#"{"Labels":{"privileged":"x","hostconfig":"y"}}"#, None),
-            ("ContainerCreate", r#"{"NetworkingConfig":{"EndpointsConfig":{"hostconfig":{"Aliases":["a"]}}}}"#, None),
-            ("ContainerCreate", r#"{"NetworkingConfig":{"EndpointsConfig":{"n":{"aliases":["a"]}}}}"#, Some("Aliases")),
-            ("ContainerCreate", r#"{"Unrelated":1,"x-custom":{"a":1}}"#, None),
-            ("ContainerCreate", r#"{"x-custom":{"privileged":1}}"#, Some("Privileged")),
-            ("ContainerCreate", r#"{"x-custom":{"Id":1,"ID":{"Tty":true,"OS":"x"}}}"#, None),
-            ("ContainerCreate", r#"{"x-custom":{"tty":true}}"#, Some("TTY")),
+            (
+                "ContainerCreate",
+                r#"{"Image":"x","HostConfig":{"Privileged":true}}"#,
+                None,
+            ),
+            (
+                "ContainerCreate",
+                r#"{"hostconfig":{"Privileged":true}}"#,
+                Some("HostConfig"),
+            ),
+            (
+                "ContainerCreate",
+                r#"{"HostConfig":{"privileged":true}}"#,
+                Some("Privileged"),
+            ),
+            (
+                "ContainerCreate",
+                r#"{"HostConfig":{"PRIVILEGED":true}}"#,
+                Some("Privileged"),
+            ),
+            (
+                "ContainerCreate",
+                "{\"HostConfig\":{\"Pr\u{0131}vileged\":true}}",
+                Some("Privileged"),
+            ),
+            (
+                "ContainerCreate",
+                r#"{"HostConfig":{"Mounts":[{"type":"bind"}]}}"#,
+                Some("Type"),
+            ),
+            (
+                "ContainerCreate",
+                r#"{"HostConfig":{"Mounts":[{"Type":"bind","Source":"/"}]}}"#,
+                None,
+            ),
+            (
+                "ContainerCreate",
+                r#"{"Labels":{"privileged":"x","hostconfig":"y"}}"#,
+                None,
+            ),
+            (
+                "ContainerCreate",
+                r#"{"NetworkingConfig":{"EndpointsConfig":{"hostconfig":{"Aliases":["a"]}}}}"#,
+                None,
+            ),
+            (
+                "ContainerCreate",
+                r#"{"NetworkingConfig":{"EndpointsConfig":{"n":{"aliases":["a"]}}}}"#,
+                Some("Aliases"),
+            ),
+            (
+                "ContainerCreate",
+                r#"{"Unrelated":1,"x-custom":{"a":1}}"#,
+                None,
+            ),
+            (
+                "ContainerCreate",
+                r#"{"x-custom":{"privileged":1}}"#,
+                Some("Privileged"),
+            ),
+            (
+                "ContainerCreate",
+                r#"{"x-custom":{"Id":1,"ID":{"Tty":true,"OS":"x"}}}"#,
+                None,
+            ),
+            (
+                "ContainerCreate",
+                r#"{"x-custom":{"tty":true}}"#,
+                Some("TTY"),
+            ),
             ("ContainerCreate", r#"[]"#, Some("object")),
-            ("ContainerExec", r#"{"Cmd":["sh"],"privileged":true}"#, Some("Privileged")),
+            (
+                "ContainerExec",
+                r#"{"Cmd":["sh"],"privileged":true}"#,
+                Some("Privileged"),
+            ),
             ("ContainerUpdate", r#"{"memory":1}"#, Some("Memory")),
-            ("VolumeCreate", r#"{"DriverOpts":{"type":"none","o":"bind","device":"/"}}"#, None),
-            ("VolumeCreate", r#"{"driveropts":{"type":"none"}}"#, Some("DriverOpts")),
-            ("ServiceCreate", r#"{"TaskTemplate":{"ContainerSpec":{"mounts":[]}}}"#, Some("Mounts")),
+            (
+                "VolumeCreate",
+                r#"{"DriverOpts":{"type":"none","o":"bind","device":"/"}}"#,
+                None,
+            ),
+            (
+                "VolumeCreate",
+                r#"{"driveropts":{"type":"none"}}"#,
+                Some("DriverOpts"),
+            ),
+            (
+                "ServiceCreate",
+                r#"{"TaskTemplate":{"ContainerSpec":{"mounts":[]}}}"#,
+                Some("Mounts"),
+            ),
             ("PluginSet", r#"["DEBUG=1"]"#, None),
             ("ContainerStart", r#"{"hostconfig":{}}"#, Some("HostConfig")),
-            ("Unknown", r#"{"HostConfig":{"privileged":true}}"#, Some("Privileged")),
+            (
+                "Unknown",
+                r#"{"HostConfig":{"privileged":true}}"#,
+                Some("Privileged"),
+            ),
         ];
         for (op, body, want) in cases {
             match (check(op, body), want) {

@@ -28,11 +28,23 @@ fn framing() {
         (&[("content-length", "12")], true),
         (&[("transfer-encoding", "chunked")], true),
         (&[("transfer-encoding", "Chunked")], true),
-        (&[("transfer-encoding", "chunked"), ("content-length", "0")], false),
-        (&[("content-length", "5"), ("transfer-encoding", "chunked")], false),
+        (
+            &[("transfer-encoding", "chunked"), ("content-length", "0")],
+            false,
+        ),
+        (
+            &[("content-length", "5"), ("transfer-encoding", "chunked")],
+            false,
+        ),
         (&[("transfer-encoding", "gzip, chunked")], false),
         (&[("transfer-encoding", "identity")], false),
-        (&[("transfer-encoding", "gzip"), ("transfer-encoding", "chunked")], false),
+        (
+            &[
+                ("transfer-encoding", "gzip"),
+                ("transfer-encoding", "chunked"),
+            ],
+            false,
+        ),
         (&[("content-length", "5"), ("content-length", "6")], false),
         (&[("content-length", "5"), ("content-length", "5")], false),
         (&[("content-length", "+5")], false),
@@ -49,9 +61,18 @@ fn framing() {
 
 #[test]
 fn statuses() {
-    assert_eq!(BodyError::TooLarge { limit: 1 }.status(), StatusCode::PAYLOAD_TOO_LARGE);
-    assert_eq!(BodyError::InvalidJson("x".into()).status(), StatusCode::BAD_REQUEST);
-    assert_eq!(BodyError::FormBody("x".into()).status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        BodyError::TooLarge { limit: 1 }.status(),
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
+    assert_eq!(
+        BodyError::InvalidJson("x".into()).status(),
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        BodyError::FormBody("x".into()).status(),
+        StatusCode::BAD_REQUEST
+    );
 }
 
 #[test]
@@ -60,32 +81,108 @@ fn inspected_bodies() {
     let start = op(Method::POST, "/v1.41/containers/c1/start");
     let json = [("content-type", "application/json")];
     // (operation, headers, body, expected: Ok("Empty"/"Json") or Err(variant prefix))
-    let cases: &[(&Operation, &[(&str, &str)], &str, Result<&str, &str>)] = &[
+    type Case<'a> = (
+        &'a Operation,
+        &'a [(&'a str, &'a str)],
+        &'a str,
+        Result<&'a str, &'a str>,
+    );
+    let cases: &[Case] = &[
         (create, &json, "", Ok("Empty")),
         (start, &[], "", Ok("Empty")),
         (start, &[("content-type", "text/plain")], "", Ok("Empty")),
         (create, &json, r#"{"Image":"alpine"}"#, Ok("Json")),
         (create, &[], r#"{"Image":"alpine"}"#, Ok("Json")),
-        (create, &[("content-type", "application/json; charset=utf-8")], "{}", Ok("Json")),
-        (create, &[("content-type", "Application/JSON")], "{}", Ok("Json")),
-        (create, &[("content-type", "application/x-www-form-urlencoded")], "HostConfig=x", Err("FormBody")),
-        (create, &[("content-type", "multipart/form-data; boundary=x")], "--x", Err("FormBody")),
-        (create, &[("content-type", "text/plain")], "{}", Err("NotJson")),
-        (create, &[("content-type", "application/json"), ("content-type", "text/plain")], "{}", Err("RepeatedHeader")),
+        (
+            create,
+            &[("content-type", "application/json; charset=utf-8")],
+            "{}",
+            Ok("Json"),
+        ),
+        (
+            create,
+            &[("content-type", "Application/JSON")],
+            "{}",
+            Ok("Json"),
+        ),
+        (
+            create,
+            &[("content-type", "application/x-www-form-urlencoded")],
+            "HostConfig=x",
+            Err("FormBody"),
+        ),
+        (
+            create,
+            &[("content-type", "multipart/form-data; boundary=x")],
+            "--x",
+            Err("FormBody"),
+        ),
+        (
+            create,
+            &[("content-type", "text/plain")],
+            "{}",
+            Err("NotJson"),
+        ),
+        (
+            create,
+            &[
+                ("content-type", "application/json"),
+                ("content-type", "text/plain"),
+            ],
+            "{}",
+            Err("RepeatedHeader"),
+        ),
         (create, &json, "{\"Image\":", Err("InvalidJson")),
-        (create, &json, "{\"Image\":\"a\"}garbage", Err("InvalidJson")),
-        (create, &json, r#"{"Image":"a","HostConfig":{"Privileged":false},"hostconfig":{"Privileged":true}}"#, Err("DuplicateKey")),
-        (create, &json, r#"{"Image":"a","HostConfig":{"privileged":true}}"#, Err("NonCanonicalKey")),
-        (create, &json, r#"{"Image":"a","hostconfig":{"Privileged":true}}"#, Err("NonCanonicalKey")),
-        (create, &json, r#"{"Image":"a","\u0048ostconfig":{"Privileged":true}}"#, Err("NonCanonicalKey")),
-        (create, &json, r#"{"Image":"a","\u0048ostConfig":{"Privileged":true}}"#, Ok("Json")),
-        (&UNKNOWN, &json, r#"{"hostconfig":{}}"#, Err("NonCanonicalKey")),
+        (
+            create,
+            &json,
+            "{\"Image\":\"a\"}garbage",
+            Err("InvalidJson"),
+        ),
+        (
+            create,
+            &json,
+            r#"{"Image":"a","HostConfig":{"Privileged":false},"hostconfig":{"Privileged":true}}"#,
+            Err("DuplicateKey"),
+        ),
+        (
+            create,
+            &json,
+            r#"{"Image":"a","HostConfig":{"privileged":true}}"#,
+            Err("NonCanonicalKey"),
+        ),
+        (
+            create,
+            &json,
+            r#"{"Image":"a","hostconfig":{"Privileged":true}}"#,
+            Err("NonCanonicalKey"),
+        ),
+        (
+            create,
+            &json,
+            r#"{"Image":"a","\u0048ostconfig":{"Privileged":true}}"#,
+            Err("NonCanonicalKey"),
+        ),
+        (
+            create,
+            &json,
+            r#"{"Image":"a","\u0048ostConfig":{"Privileged":true}}"#,
+            Ok("Json"),
+        ),
+        (
+            &UNKNOWN,
+            &json,
+            r#"{"hostconfig":{}}"#,
+            Err("NonCanonicalKey"),
+        ),
     ];
     for (op, h, body, want) in cases {
         let got = inspect_bytes(op, &headers(h), Bytes::copy_from_slice(body.as_bytes()));
         match (&got, want) {
             (Ok(Inspected::Empty), Ok("Empty")) => {}
-            (Ok(Inspected::Json { bytes, .. }), Ok("Json")) => assert_eq!(bytes.as_ref(), body.as_bytes()),
+            (Ok(Inspected::Json { bytes, .. }), Ok("Json")) => {
+                assert_eq!(bytes.as_ref(), body.as_bytes())
+            }
             (Err(e), Err(w)) => assert!(format!("{e:?}").starts_with(w), "{} {body}: {e:?}", op.id),
             _ => panic!("{} {body}: got {got:?}, want {want:?}", op.id),
         }
@@ -96,10 +193,15 @@ fn inspected_bodies() {
 fn policy_sees_decoded_escaped_keys() {
     let create = op(Method::POST, "/v1.41/containers/create");
     let body = r#"{"\u0048ostConfig":{"\u0050rivileged":true}}"#;
-    let Ok(Inspected::Json { value, .. }) = inspect_bytes(create, &HeaderMap::new(), Bytes::from(body)) else {
+    let Ok(Inspected::Json { value, .. }) =
+        inspect_bytes(create, &HeaderMap::new(), Bytes::from(body))
+    else {
         panic!("expected JSON");
     };
-    assert_eq!(value["HostConfig"]["Privileged"], serde_json::Value::Bool(true));
+    assert_eq!(
+        value["HostConfig"]["Privileged"],
+        serde_json::Value::Bool(true)
+    );
 }
 
 #[test]
@@ -107,10 +209,28 @@ fn stream_uploads_must_not_be_forms() {
     let cases: &[(&[(&str, &str)], bool)] = &[
         (&[], true),
         (&[("content-type", "application/x-tar")], true),
-        (&[("content-type", "application/x-www-form-urlencoded")], false),
-        (&[("content-type", "Application/X-WWW-Form-Urlencoded; charset=x")], false),
-        (&[("content-type", "multipart/form-data; boundary=b")], false),
-        (&[("content-type", "application/x-tar"), ("content-type", "application/x-tar")], false),
+        (
+            &[("content-type", "application/x-www-form-urlencoded")],
+            false,
+        ),
+        (
+            &[(
+                "content-type",
+                "Application/X-WWW-Form-Urlencoded; charset=x",
+            )],
+            false,
+        ),
+        (
+            &[("content-type", "multipart/form-data; boundary=b")],
+            false,
+        ),
+        (
+            &[
+                ("content-type", "application/x-tar"),
+                ("content-type", "application/x-tar"),
+            ],
+            false,
+        ),
     ];
     for (h, ok) in cases {
         assert_eq!(check_stream_headers(&headers(h)).is_ok(), *ok, "{h:?}");
@@ -140,7 +260,9 @@ async fn through_hyper(raw: &[u8]) -> String {
                 }
             }
         };
-        Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(Bytes::from(text))))
+        Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(
+            Bytes::from(text),
+        )))
     });
     let conn = tokio::spawn(async move {
         let _ = hyper::server::conn::http1::Builder::new()
@@ -161,7 +283,8 @@ async fn through_hyper(raw: &[u8]) -> String {
 
 #[tokio::test]
 async fn hyper_framing_behaviour() {
-    let post = "POST /v1.41/containers/create HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n";
+    let post =
+        "POST /v1.41/containers/create HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n";
     let cases: &[(String, &str)] = &[
         // Chunked with Content-Length: 0 — hyper drops Content-Length (our
         // check never sees it) and de-chunks: the whole body is inspected.
@@ -211,7 +334,14 @@ fn mutated_bodies_never_panic() {
         r#"["DEBUG=1",{"\u0048":1}]"#,
     ];
     let alphabet: &[u8] = b"{}[]\":,\\u0048aAsSkK \x00\xff\xc5\xbf0123456789.eE-+ntrf";
-    let ops = ["ContainerCreate", "VolumeCreate", "ServiceCreate", "PluginSet", "Unknown", "ContainerUpdate"];
+    let ops = [
+        "ContainerCreate",
+        "VolumeCreate",
+        "ServiceCreate",
+        "PluginSet",
+        "Unknown",
+        "ContainerUpdate",
+    ];
     let mut rng = Rng(0x2545_F491_4F6C_DD1D);
     let mut parsed = 0;
     for i in 0..4000 {
@@ -233,7 +363,10 @@ fn mutated_bodies_never_panic() {
             parsed += 1;
             // What was accepted re-serialises to something accepted again.
             let again = serde_json::to_vec(&v).unwrap();
-            assert_eq!(parse_json_strict(&again, SchemaRoot::for_operation(op), op).unwrap(), v);
+            assert_eq!(
+                parse_json_strict(&again, SchemaRoot::for_operation(op), op).unwrap(),
+                v
+            );
         }
     }
     assert!(parsed > 100, "too few accepted bodies: {parsed}");

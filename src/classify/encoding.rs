@@ -58,7 +58,9 @@ pub(crate) fn decode_path(raw: &str) -> Result<String, ClassifyError> {
         return Err(ClassifyError::NotOriginForm(raw.to_string()));
     }
     if let Some(b) = raw.bytes().find(|&b| !raw_path_char_ok(b)) {
-        return Err(ClassifyError::RawCharacter(char::from(b).escape_default().to_string()));
+        return Err(ClassifyError::RawCharacter(
+            char::from(b).escape_default().to_string(),
+        ));
     }
     // `%2F` would become a `/` that splits a segment the client meant whole.
     let lower = raw.to_ascii_lowercase();
@@ -112,7 +114,9 @@ pub(crate) fn parse_query(raw: &str) -> Result<Vec<(String, String)>, ClassifyEr
         return Err(ClassifyError::QuerySemicolon);
     }
     if let Some(b) = raw.bytes().find(|&b| b <= b' ' || b >= 0x7f || b == b'#') {
-        return Err(ClassifyError::RawCharacter(char::from(b).escape_default().to_string()));
+        return Err(ClassifyError::RawCharacter(
+            char::from(b).escape_default().to_string(),
+        ));
     }
     let mut out = Vec::new();
     for pair in raw.split('&').filter(|p| !p.is_empty()) {
@@ -164,7 +168,10 @@ mod tests {
             ("/containers/json", "/containers/json"),
             ("/containers/%6a%73%6f%6e", "/containers/json"),
             ("/containers/%6A%73%6F%6E", "/containers/json"),
-            ("/images/reg:5000/team/app:1.0/json", "/images/reg:5000/team/app:1.0/json"),
+            (
+                "/images/reg:5000/team/app:1.0/json",
+                "/images/reg:5000/team/app:1.0/json",
+            ),
             ("/a+b", "/a+b"),
             ("/networks/", "/networks/"),
             ("/", "/"),
@@ -202,7 +209,13 @@ mod tests {
 
     #[test]
     fn path_encoding_round_trips() {
-        for path in ["/containers/json", "/café", "/a b/c!d'e(f)g*h", "/x?y#z", "/a+b:c@d;e=f&g,h$"] {
+        for path in [
+            "/containers/json",
+            "/café",
+            "/a b/c!d'e(f)g*h",
+            "/x?y#z",
+            "/a+b:c@d;e=f&g,h$",
+        ] {
             let enc = encode_path(path);
             assert!(!enc.contains(' ') && !enc.contains('?') && !enc.contains('#'));
             assert_eq!(decode_path(&enc).unwrap(), path, "{enc}");
@@ -224,8 +237,10 @@ mod tests {
         ];
         for (raw, want) in cases {
             let got = parse_query(raw).unwrap();
-            let want: Vec<(String, String)> =
-                want.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            let want: Vec<(String, String)> = want
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
             assert_eq!(got, want, "{raw}");
             assert_eq!(parse_query(&encode_query(&got)).unwrap(), got, "{raw}");
         }

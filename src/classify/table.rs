@@ -156,10 +156,7 @@ fn swarm_resource(id: &str) -> &'static str {
 /// Matches a decoded path against a template the way the daemon's
 /// `^template$` regexp does (leftmost-first, greedy `.*`), returning the
 /// parameters.
-pub(crate) fn match_template(
-    tokens: &[Token],
-    path: &str,
-) -> Option<Vec<(&'static str, String)>> {
+pub(crate) fn match_template(tokens: &[Token], path: &str) -> Option<Vec<(&'static str, String)>> {
     let mut params = Vec::new();
     if match_from(tokens, path, &mut params) {
         params.reverse();
@@ -185,13 +182,16 @@ fn match_from(tokens: &[Token], path: &str, params: &mut Vec<(&'static str, Stri
             }
             // `[^/]+` is greedy; the next token never starts inside a segment
             // except at `/` or the end, but backtrack anyway to stay exact.
-            (1..=end).rev().filter(|&i| path.is_char_boundary(i)).any(|i| {
-                let ok = match_from(rest, &path[i..], params);
-                if ok {
-                    params.push((name, path[..i].to_string()));
-                }
-                ok
-            })
+            (1..=end)
+                .rev()
+                .filter(|&i| path.is_char_boundary(i))
+                .any(|i| {
+                    let ok = match_from(rest, &path[i..], params);
+                    if ok {
+                        params.push((name, path[..i].to_string()));
+                    }
+                    ok
+                })
         }
         Token::Rest { name, non_empty } => {
             // Go's `.` matches any character but `\n`; control characters are
@@ -234,10 +234,34 @@ mod tests {
     #[test]
     fn metadata() {
         let cases: &[(&str, &str, bool, bool, BodyKind)] = &[
-            ("ContainerCreate", "containers", false, false, BodyKind::Inspect),
-            ("ContainerList", "containers", true, false, BodyKind::Inspect),
-            ("ContainerAttach", "containers", false, true, BodyKind::Inspect),
-            ("ContainerAttachWebsocket", "containers", false, true, BodyKind::Inspect),
+            (
+                "ContainerCreate",
+                "containers",
+                false,
+                false,
+                BodyKind::Inspect,
+            ),
+            (
+                "ContainerList",
+                "containers",
+                true,
+                false,
+                BodyKind::Inspect,
+            ),
+            (
+                "ContainerAttach",
+                "containers",
+                false,
+                true,
+                BodyKind::Inspect,
+            ),
+            (
+                "ContainerAttachWebsocket",
+                "containers",
+                false,
+                true,
+                BodyKind::Inspect,
+            ),
             ("ContainerExec", "exec", false, false, BodyKind::Inspect),
             ("ExecStart", "exec", false, true, BodyKind::Inspect),
             ("ExecInspect", "exec", true, false, BodyKind::Inspect),
@@ -245,9 +269,21 @@ mod tests {
             ("ImageBuild", "build", false, false, BodyKind::Stream),
             ("ImageLoad", "images", false, false, BodyKind::Stream),
             ("ImageCreate", "images", false, false, BodyKind::Stream),
-            ("PutContainerArchive", "containers", false, false, BodyKind::Stream),
+            (
+                "PutContainerArchive",
+                "containers",
+                false,
+                false,
+                BodyKind::Stream,
+            ),
             ("PluginCreate", "plugins", false, false, BodyKind::Stream),
-            ("ContainerArchiveInfo", "containers", true, false, BodyKind::Inspect),
+            (
+                "ContainerArchiveInfo",
+                "containers",
+                true,
+                false,
+                BodyKind::Inspect,
+            ),
             ("SystemAuth", "system", false, false, BodyKind::Inspect),
             ("Session", "session", false, true, BodyKind::Inspect),
             ("Grpc", "grpc", false, true, BodyKind::Inspect),
@@ -257,10 +293,28 @@ mod tests {
             ("SecretCreate", "secrets", false, false, BodyKind::Inspect),
             ("ConfigInspect", "configs", true, false, BodyKind::Inspect),
             ("SwarmInit", "swarm", false, false, BodyKind::Inspect),
-            ("CheckpointList", "checkpoints", true, false, BodyKind::Inspect),
-            ("NetworkConnect", "networks", false, false, BodyKind::Inspect),
+            (
+                "CheckpointList",
+                "checkpoints",
+                true,
+                false,
+                BodyKind::Inspect,
+            ),
+            (
+                "NetworkConnect",
+                "networks",
+                false,
+                false,
+                BodyKind::Inspect,
+            ),
             ("VolumeCreate", "volumes", false, false, BodyKind::Inspect),
-            ("DistributionInspect", "distribution", true, false, BodyKind::Inspect),
+            (
+                "DistributionInspect",
+                "distribution",
+                true,
+                false,
+                BodyKind::Inspect,
+            ),
             ("DebugVars", "debug", true, false, BodyKind::Inspect),
             ("Options", "system", false, false, BodyKind::Inspect),
         ];
@@ -278,10 +332,23 @@ mod tests {
 
     #[test]
     fn template_matching() {
-        let cases: &[(&str, &str, Option<&[(&str, &str)]>)] = &[
-            ("/containers/{name:.*}/json", "/containers/a/b/json", Some(&[("name", "a/b")])),
-            ("/containers/{name:.*}/json", "/containers//json", Some(&[("name", "")])),
-            ("/containers/{name:.*}/json", "/containers/json/json/json", Some(&[("name", "json/json")])),
+        type Params<'a> = Option<&'a [(&'a str, &'a str)]>;
+        let cases: &[(&str, &str, Params)] = &[
+            (
+                "/containers/{name:.*}/json",
+                "/containers/a/b/json",
+                Some(&[("name", "a/b")]),
+            ),
+            (
+                "/containers/{name:.*}/json",
+                "/containers//json",
+                Some(&[("name", "")]),
+            ),
+            (
+                "/containers/{name:.*}/json",
+                "/containers/json/json/json",
+                Some(&[("name", "json/json")]),
+            ),
             ("/networks/{id:.+}", "/networks/", None),
             ("/networks/{id:.+}", "/networks/x/y", Some(&[("id", "x/y")])),
             ("/services/{id}", "/services/a/b", None),

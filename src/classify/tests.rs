@@ -38,7 +38,11 @@ fn concrete(template: &str) -> String {
     while let Some(open) = rest.find('{') {
         out.push_str(&rest[..open]);
         let close = rest[open..].find('}').unwrap() + open;
-        out.push_str(if rest[open + 1..close].contains(':') { "reg:5000/team/app" } else { "p1" });
+        out.push_str(if rest[open + 1..close].contains(':') {
+            "reg:5000/team/app"
+        } else {
+            "p1"
+        });
         rest = &rest[close + 1..];
     }
     out.push_str(rest);
@@ -57,13 +61,19 @@ fn every_route_of_the_table_classifies_like_the_daemon() {
         })
         .collect();
     assert_eq!(table.len(), rows().len());
-    let oracles: Vec<[regex::Regex; 2]> =
-        table.iter().map(|(_, t, _)| [oracle_regex(t, true), oracle_regex(t, false)]).collect();
+    let oracles: Vec<[regex::Regex; 2]> = table
+        .iter()
+        .map(|(_, t, _)| [oracle_regex(t, true), oracle_regex(t, false)])
+        .collect();
     let mut checked = 0;
     for (method, template, _id) in &table {
         for versioned in [false, true] {
             let path = concrete(template);
-            let target = if versioned { format!("/v1.41{path}") } else { path.clone() };
+            let target = if versioned {
+                format!("/v1.41{path}")
+            } else {
+                path.clone()
+            };
             // The daemon registers, per route, the versioned then the bare
             // form, and takes the first route that matches.
             let mut want = None;
@@ -83,8 +93,11 @@ fn every_route_of_the_table_classifies_like_the_daemon() {
             let uri: Uri = target.parse().unwrap();
             let route = classify(&method, &uri).unwrap();
             assert_eq!(route.op.id, want_id, "{method} {target}");
-            let want_params: Vec<String> =
-                caps.iter().skip(1).map(|c| c.unwrap().as_str().to_string()).collect();
+            let want_params: Vec<String> = caps
+                .iter()
+                .skip(1)
+                .map(|c| c.unwrap().as_str().to_string())
+                .collect();
             let got_params: Vec<String> = route.params.iter().map(|(_, v)| v.clone()).collect();
             // Only compare when the oracle's match was the same form as ours
             // (the versioned Options route captures the whole rest).
@@ -101,21 +114,72 @@ fn every_route_of_the_table_classifies_like_the_daemon() {
 
 #[test]
 fn classification_table() {
-    let cases: &[(&str, &str, &str, &[(&str, &str)])] = &[
+    type Params<'a> = &'a [(&'a str, &'a str)];
+    let cases: &[(&str, &str, &str, Params)] = &[
         ("GET", "/v1.41/containers/json", "ContainerList", &[]),
         ("GET", "/containers/json", "ContainerList", &[]),
-        ("GET", "/v1.41/containers/%6a%73%6f%6e", "ContainerList", &[]),
-        ("POST", "/v1.41/containers/create?name=x", "ContainerCreate", &[]),
-        ("GET", "/v1.41/containers/abc/json", "ContainerInspect", &[("name", "abc")]),
-        ("GET", "/v1.41/containers/json/json", "ContainerInspect", &[("name", "json")]),
-        ("POST", "/v1.41/exec/e1/start", "ExecStart", &[("name", "e1")]),
-        ("GET", "/v1.41/images/reg:5000/team/app:1.0/json", "ImageInspect", &[("name", "reg:5000/team/app:1.0")]),
-        ("DELETE", "/v1.41/images/reg:5000/app", "ImageDelete", &[("name", "reg:5000/app")]),
+        (
+            "GET",
+            "/v1.41/containers/%6a%73%6f%6e",
+            "ContainerList",
+            &[],
+        ),
+        (
+            "POST",
+            "/v1.41/containers/create?name=x",
+            "ContainerCreate",
+            &[],
+        ),
+        (
+            "GET",
+            "/v1.41/containers/abc/json",
+            "ContainerInspect",
+            &[("name", "abc")],
+        ),
+        (
+            "GET",
+            "/v1.41/containers/json/json",
+            "ContainerInspect",
+            &[("name", "json")],
+        ),
+        (
+            "POST",
+            "/v1.41/exec/e1/start",
+            "ExecStart",
+            &[("name", "e1")],
+        ),
+        (
+            "GET",
+            "/v1.41/images/reg:5000/team/app:1.0/json",
+            "ImageInspect",
+            &[("name", "reg:5000/team/app:1.0")],
+        ),
+        (
+            "DELETE",
+            "/v1.41/images/reg:5000/app",
+            "ImageDelete",
+            &[("name", "reg:5000/app")],
+        ),
         ("GET", "/v1.41/networks/", "NetworkList", &[]),
-        ("GET", "/v1.41/networks/n1", "NetworkInspect", &[("id", "n1")]),
-        ("GET", "/v1.41/debug/pprof/heap", "DebugPprof", &[("name", "heap")]),
+        (
+            "GET",
+            "/v1.41/networks/n1",
+            "NetworkInspect",
+            &[("id", "n1")],
+        ),
+        (
+            "GET",
+            "/v1.41/debug/pprof/heap",
+            "DebugPprof",
+            &[("name", "heap")],
+        ),
         ("HEAD", "/_ping", "SystemPingHead", &[]),
-        ("OPTIONS", "/anything/at/all", "Options", &[("anyroute", "anything/at/all")]),
+        (
+            "OPTIONS",
+            "/anything/at/all",
+            "Options",
+            &[("anyroute", "anything/at/all")],
+        ),
         ("get", "/v1.41/containers/json", "Unknown", &[]),
         ("GET", "/v1.41/nope", "Unknown", &[]),
         ("GET", "/v1.41", "Unknown", &[]),
@@ -124,7 +188,12 @@ fn classification_table() {
         ("GET", "/v0.0/version", "SystemVersion", &[]),
         ("GET", "/v1.41/v1.41/version", "Unknown", &[]),
         ("GET", "/volumes", "VolumeList", &[]),
-        ("GET", "/v1.41/containers/a%20b/json", "ContainerInspect", &[("name", "a b")]),
+        (
+            "GET",
+            "/v1.41/containers/a%20b/json",
+            "ContainerInspect",
+            &[("name", "a b")],
+        ),
     ];
     for (method, target, id, params) in cases {
         let m = Method::from_bytes(method.as_bytes()).unwrap();
@@ -138,13 +207,48 @@ fn classification_table() {
 #[test]
 fn upstream_is_canonical() {
     let cases: &[(&str, &str, Option<&str>, &str)] = &[
-        ("/v1.41/containers/%6a%73%6f%6e", "/v1.41/containers/json", Some("1.41"), "/containers/json"),
-        ("/containers/json?all=1&all=0", "/containers/json?all=1&all=0", None, "/containers/json"),
-        ("/containers/json?", "/containers/json", None, "/containers/json"),
-        ("/containers/json?filters=%7B%22a%22%3A1%7D", "/containers/json?filters=%7B%22a%22%3A1%7D", None, "/containers/json"),
-        ("/images/json?a+b=c%20d&x", "/images/json?a+b=c+d&x=", None, "/images/json"),
-        ("/containers/a%21b/json", "/containers/a%21b/json", None, "/containers/a!b/json"),
-        ("/containers/a!b/json", "/containers/a%21b/json", None, "/containers/a!b/json"),
+        (
+            "/v1.41/containers/%6a%73%6f%6e",
+            "/v1.41/containers/json",
+            Some("1.41"),
+            "/containers/json",
+        ),
+        (
+            "/containers/json?all=1&all=0",
+            "/containers/json?all=1&all=0",
+            None,
+            "/containers/json",
+        ),
+        (
+            "/containers/json?",
+            "/containers/json",
+            None,
+            "/containers/json",
+        ),
+        (
+            "/containers/json?filters=%7B%22a%22%3A1%7D",
+            "/containers/json?filters=%7B%22a%22%3A1%7D",
+            None,
+            "/containers/json",
+        ),
+        (
+            "/images/json?a+b=c%20d&x",
+            "/images/json?a+b=c+d&x=",
+            None,
+            "/images/json",
+        ),
+        (
+            "/containers/a%21b/json",
+            "/containers/a%21b/json",
+            None,
+            "/containers/a!b/json",
+        ),
+        (
+            "/containers/a!b/json",
+            "/containers/a%21b/json",
+            None,
+            "/containers/a!b/json",
+        ),
     ];
     for (target, upstream, version, path) in cases {
         let route = classify(&Method::GET, &target.parse().unwrap()).unwrap();
@@ -185,7 +289,9 @@ fn refused_targets() {
         "*",
     ];
     for target in cases {
-        let Ok(uri) = target.parse::<Uri>() else { continue };
+        let Ok(uri) = target.parse::<Uri>() else {
+            continue;
+        };
         let err = classify(&Method::GET, &uri).unwrap_err();
         assert_eq!(err.status(), StatusCode::BAD_REQUEST, "{target}");
         assert!(!err.to_string().is_empty());
@@ -210,11 +316,46 @@ impl Rng {
 #[test]
 fn mutated_targets_never_panic_and_upstream_is_a_fixed_point() {
     let pieces = [
-        "/", "v1.41", "v1", "containers", "json", "%2F", "%2e", ".", "..", "%", "%4", "%41", "a", "exec",
-        "images", "{", "?", "&", "=", "+", ";", "%00", "%C3%A9", "%ff", "networks", ":", "@", "!", "~",
-        "%20", "#",
+        "/",
+        "v1.41",
+        "v1",
+        "containers",
+        "json",
+        "%2F",
+        "%2e",
+        ".",
+        "..",
+        "%",
+        "%4",
+        "%41",
+        "a",
+        "exec",
+        "images",
+        "{",
+        "?",
+        "&",
+        "=",
+        "+",
+        ";",
+        "%00",
+        "%C3%A9",
+        "%ff",
+        "networks",
+        ":",
+        "@",
+        "!",
+        "~",
+        "%20",
+        "#",
     ];
-    let methods = [Method::GET, Method::POST, Method::HEAD, Method::DELETE, Method::PUT, Method::OPTIONS];
+    let methods = [
+        Method::GET,
+        Method::POST,
+        Method::HEAD,
+        Method::DELETE,
+        Method::PUT,
+        Method::OPTIONS,
+    ];
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let mut accepted = 0;
     for _ in 0..4000 {
@@ -224,8 +365,12 @@ fn mutated_targets_never_panic_and_upstream_is_a_fixed_point() {
             target.push_str(rng.pick(&pieces));
         }
         let method = &methods[(rng.next() % methods.len() as u64) as usize];
-        let Ok(uri) = target.parse::<Uri>() else { continue };
-        let Ok(route) = classify(method, &uri) else { continue };
+        let Ok(uri) = target.parse::<Uri>() else {
+            continue;
+        };
+        let Ok(route) = classify(method, &uri) else {
+            continue;
+        };
         accepted += 1;
         let uri2: Uri = route.upstream.parse().unwrap();
         let again = classify(method, &uri2).unwrap();
