@@ -207,10 +207,14 @@ mod tests {
         // Regenerates the table when the reference data and python3 with
         // PyYAML are available, and compares it with the committed one.
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-        let shared = root.join("../shared/engine-api");
-        if !shared.join("swagger-v1.41.yaml").exists() {
+        // `../shared` from the main checkout, `../../shared` from a worktree.
+        let Some(shared) = ["../shared/engine-api", "../../shared/engine-api"]
+            .iter()
+            .map(|d| root.join(d))
+            .find(|d| d.join("swagger-v1.41.yaml").exists())
+        else {
             return;
-        }
+        };
         let Ok(out) = std::process::Command::new("python3")
             .arg(root.join("tools/gen_body_schema.py"))
             .arg(&shared)

@@ -224,10 +224,16 @@ mod tests {
 
     #[test]
     fn embedded_table_matches_shared_reference() {
-        let shared = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../shared/engine-api/routes.tsv");
-        if let Ok(text) = std::fs::read_to_string(&shared) {
-            assert_eq!(text, ROUTES_TSV, "src/classify/routes.tsv is out of date");
+        // `../shared` from the main checkout, `../../shared` from a worktree.
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        for shared in ["../shared", "../../shared"] {
+            let file = root.join(shared).join("engine-api/routes.tsv");
+            if let Ok(text) = std::fs::read_to_string(&file) {
+                assert_eq!(
+                    text, ROUTES_TSV,
+                    "src/classify/routes.tsv differs from {file:?}"
+                );
+            }
         }
     }
 
