@@ -188,15 +188,10 @@ pub fn check_stream_headers(headers: &HeaderMap) -> Result<(), BodyError> {
 }
 
 /// Parses a JSON body the strict way (see the module docs) and checks its
-/// keys against the schema position `root`; `op_id` names the operation in
-/// messages.
-pub fn parse_json_strict(
-    bytes: &[u8],
-    root: SchemaRoot,
-    op_id: &str,
-) -> Result<serde_json::Value, BodyError> {
+/// keys against the schema from `root` ([`SchemaRoot::for_operation`]).
+pub fn parse_json_strict(bytes: &[u8], root: SchemaRoot) -> Result<serde_json::Value, BodyError> {
     let value = json::parse_strict(bytes)?;
-    schema::check_keys(&value, root, op_id)?;
+    schema::check_keys(&value, root)?;
     Ok(value)
 }
 
@@ -217,7 +212,7 @@ pub fn inspect_bytes(
         }
         Some(mt) => return Err(BodyError::NotJson(mt)),
     }
-    let value = parse_json_strict(&bytes, SchemaRoot::for_operation(op.id), op.id)?;
+    let value = parse_json_strict(&bytes, SchemaRoot::for_operation(op.id))?;
     Ok(Inspected::Json { value, bytes })
 }
 

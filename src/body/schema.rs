@@ -37,24 +37,28 @@ pub(super) enum Node {
     Array(u16),
 }
 
-/// Where a body's schema starts.
+/// Where a body's schema starts: the request-body schema of one operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SchemaRoot(u16);
+pub struct SchemaRoot {
+    node: u16,
+    op: &'static str,
+}
 
 impl SchemaRoot {
     /// No documented schema: only the API-wide backstop applies.
-    pub const ANY: SchemaRoot = SchemaRoot(0);
+    pub const ANY: SchemaRoot = SchemaRoot { node: 0, op: "" };
 
-    /// The request-body schema of an operation id (`ContainerCreate`, …).
+    /// The request-body schema of an operation id (`ContainerCreate`, …);
+    /// [`SchemaRoot::ANY`] for an operation without a documented JSON body.
     pub fn for_operation(id: &str) -> SchemaRoot {
         table::ROOTS
             .iter()
             .find(|(op, _)| *op == id)
-            .map_or(SchemaRoot::ANY, |(_, n)| SchemaRoot(*n))
+            .map_or(SchemaRoot::ANY, |(op, n)| SchemaRoot { node: *n, op })
     }
 
     fn is_struct(self) -> bool {
-        matches!(node(self.0), Node::Struct(_))
+        matches!(node(self.node), Node::Struct(_))
     }
 }
 
@@ -87,11 +91,11 @@ fn known_folds() -> &'static HashMap<String, Vec<&'static str>> {
 }
 
 /// Checks every key of `value` against the schema from `root`.
-pub fn check_keys(value: &Value, root: SchemaRoot, op_id: &str) -> Result<(), BodyError> {
+pub fn check_keys(value: &Value, root: SchemaRoot) -> Result<(), BodyError> {
     if root.is_struct() && !matches!(value, Value::Object(_) | Value::Null) {
-        return Err(BodyError::NotObject(op_id.to_string()));
+        return Err(BodyError::NotObject(root.op.to_string()));
     }
-    walk(value, root.0)
+    walk(value, root.node)
 }
 
 fn walk(value: &Value, at: u16) -> Result<(), BodyError> {
@@ -145,7 +149,7 @@ mod tests {
 
     fn check(op: &str, body: &str) -> Result<(), BodyError> {
         let v: Value = serde_json::from_str(body).unwrap();
-        check_keys(&v, SchemaRoot::for_operation(op), op)
+        check_keys(&v, SchemaRoot::for_operation(op))
     }
 
     #[test]

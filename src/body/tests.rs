@@ -359,12 +359,12 @@ fn mutated_bodies_never_panic() {
             }
         }
         let op = ops[(rng.next() as usize) % ops.len()];
-        if let Ok(v) = parse_json_strict(&body, SchemaRoot::for_operation(op), op) {
+        if let Ok(v) = parse_json_strict(&body, SchemaRoot::for_operation(op)) {
             parsed += 1;
             // What was accepted re-serialises to something accepted again.
             let again = serde_json::to_vec(&v).unwrap();
             assert_eq!(
-                parse_json_strict(&again, SchemaRoot::for_operation(op), op).unwrap(),
+                parse_json_strict(&again, SchemaRoot::for_operation(op)).unwrap(),
                 v
             );
         }
