@@ -29,4 +29,5 @@ pub mod cli;
 pub mod config;
 pub mod identity;
 pub mod metrics;
+pub mod pki;
 pub mod policy;
