@@ -45,6 +45,12 @@ pub async fn handle(
     let mut trail = Trail::new(&gw, &conn, &req, &id);
 
     let outcome: Result<Response<ResBody>, Rejection> = async {
+        // 0. hyper bounds the head only roughly (by read buffer): be exact.
+        let limit = gw.config.limits.max_header_bytes;
+        if head_size(&req) > limit {
+            return Err(Rejection::HeadTooLarge { limit });
+        }
+
         // 1. Who is asking.
         let identity = gw
             .auth
@@ -166,6 +172,16 @@ pub async fn handle(
     }
     let completion = trail.finish(gw.clone(), response.status(), started, in_flight);
     Ok(track::on_complete(response, completion))
+}
+
+/// The size of the request head as sent, near enough: request line plus
+/// `name: value\r\n` per header.
+fn head_size<B>(req: &Request<B>) -> usize {
+    let target = req.uri().path_and_query().map_or(1, |p| p.as_str().len());
+    let line = req.method().as_str().len() + target + 12;
+    req.headers()
+        .iter()
+        .fold(line, |n, (k, v)| n + k.as_str().len() + v.len() + 4)
 }
 
 /// `POST /exec/{id}/start` with `"Detach": true` starts the exec without

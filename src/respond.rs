@@ -33,6 +33,8 @@ pub enum Rejection {
     UpgradeRequired { op: &'static str },
     #[error("`Upgrade` is only accepted on attach, exec start, /session and /grpc, not on {op}")]
     UnexpectedUpgrade { op: &'static str },
+    #[error("the request head is larger than {limit} bytes (limits.max_header_bytes)")]
+    HeadTooLarge { limit: usize },
     #[error("{0}")]
     Denied(String),
     #[error("{0}")]
@@ -52,6 +54,7 @@ impl Rejection {
             Rejection::UpgradeRequired { .. } | Rejection::UnexpectedUpgrade { .. } => {
                 StatusCode::BAD_REQUEST
             }
+            Rejection::HeadTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Rejection::Denied(_) => StatusCode::FORBIDDEN,
             Rejection::Audit(_) | Rejection::EngineRestarting => StatusCode::SERVICE_UNAVAILABLE,
             Rejection::Engine(e) => e.status(),

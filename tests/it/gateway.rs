@@ -19,7 +19,12 @@ fn version_info_ps_images() {
     let d = admin(&moat);
     let v = d.ok(&["version", "--format", "{{.Server.APIVersion}}"]);
     assert!(v.trim().starts_with("1."), "{v}");
-    assert!(d.ok(&["info", "--format", "{{.ServerVersion}}"]).trim().len() > 2);
+    assert!(
+        d.ok(&["info", "--format", "{{.ServerVersion}}"])
+            .trim()
+            .len()
+            > 2
+    );
     d.ok(&["ps", "-a"]);
     image();
     assert!(d.ok(&["images"]).contains("moat-test/busybox"));
@@ -55,13 +60,22 @@ fn piped_stdin_reaches_the_container_and_output_comes_back() {
     let moat = Moat::start();
     let d = admin(&moat);
     let out = d.run_stdin(&["run", "-i", "--rm", image(), "cat"], b"hi\n");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n");
     // A larger stream survives the half-close too.
-    let big: Vec<u8> = (0..200_000u32).flat_map(|i| format!("{i}\n").into_bytes()).collect();
+    let big: Vec<u8> = (0..200_000u32)
+        .flat_map(|i| format!("{i}\n").into_bytes())
+        .collect();
     let out = d.run_stdin(&["run", "-i", "--rm", image(), "wc", "-c"], &big);
     assert!(out.status.success());
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), big.len().to_string());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        big.len().to_string()
+    );
 }
 
 #[test]
@@ -71,10 +85,7 @@ fn run_it_under_a_pseudo_terminal() {
     // `script` gives the docker CLI a real pty, as an interactive user has.
     let cmd = d.command(&[]);
     let mut script = std::process::Command::new("script");
-    let docker_line = format!(
-        "docker run -it --rm {} sh -c 'tty && echo pty-ok'",
-        image()
-    );
+    let docker_line = format!("docker run -it --rm {} sh -c 'tty && echo pty-ok'", image());
     for (k, v) in cmd.get_envs() {
         match v {
             Some(v) => script.env(k, v),
@@ -84,7 +95,11 @@ fn run_it_under_a_pseudo_terminal() {
     script.args(["-qec", &docker_line, "/dev/null"]);
     let out = support::run_with_deadline(script, Some(b"exit\n"), Duration::from_secs(120));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.contains("/dev/pts/"), "{text}");
     assert!(text.contains("pty-ok"), "{text}");
 }
@@ -109,7 +124,16 @@ fn logs_follow_ends_when_the_container_exits() {
     let moat = Moat::start();
     let d = admin(&moat);
     let name = unique("logs");
-    d.ok(&["run", "-d", "--name", &name, image(), "sh", "-c", "for i in 1 2 3; do echo line$i; sleep 1; done"]);
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        image(),
+        "sh",
+        "-c",
+        "for i in 1 2 3; do echo line$i; sleep 1; done",
+    ]);
     let out = d.ok(&["logs", "-f", &name]);
     assert_eq!(out, "line1\nline2\nline3\n");
     d.ok(&["rm", &name]);
@@ -140,12 +164,18 @@ fn build_a_small_context() {
     std::fs::write(ctx.path().join("hello.txt"), "built by moat\n").unwrap();
     std::fs::write(
         ctx.path().join("Dockerfile"),
-        format!("FROM {}\nCOPY hello.txt /hello.txt\nRUN cat /hello.txt\n", image()),
+        format!(
+            "FROM {}\nCOPY hello.txt /hello.txt\nRUN cat /hello.txt\n",
+            image()
+        ),
     )
     .unwrap();
     let tag = unique("moat-test/built");
     d.ok(&["build", "-t", &tag, ctx.path().to_str().unwrap()]);
-    assert_eq!(d.ok(&["run", "--rm", &tag, "cat", "/hello.txt"]), "built by moat\n");
+    assert_eq!(
+        d.ok(&["run", "--rm", &tag, "cat", "/hello.txt"]),
+        "built by moat\n"
+    );
     d.ok(&["rmi", &tag]);
 }
 
@@ -189,7 +219,11 @@ fn save_and_load_a_200mb_image_keeps_its_id() {
     let mut cmd = std::process::Command::new("sh");
     cmd.arg("-c").arg(script);
     let out = support::run_with_deadline(cmd, None, Duration::from_secs(300));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let id = d.ok(&["image", "inspect", "--format", "{{.Id}}", &tag]);
     let tmp = tempfile::tempdir().unwrap();
     let tar = tmp.path().join("big.tar");
@@ -212,7 +246,9 @@ fn volume_and_network_create_ls_rm() {
     d.ok(&["volume", "rm", &vol]);
     let net = unique("net");
     d.ok(&["network", "create", "--internal", &net]);
-    assert!(d.ok(&["network", "ls", "--format", "{{.Name}}"]).contains(&net));
+    assert!(d
+        .ok(&["network", "ls", "--format", "{{.Name}}"])
+        .contains(&net));
     d.ok(&["network", "rm", &net]);
 }
 
@@ -225,7 +261,11 @@ fn handshake_fails_without_a_valid_client_certificate() {
         ("another CA", pki.foreign_client("mallory")),
         ("expired", pki.expired_client("old")),
     ] {
-        let err = raw::exchange(moat.addr, &bundle, b"GET /_ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let err = raw::exchange(
+            moat.addr,
+            &bundle,
+            b"GET /_ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        );
         match err {
             Err(_) => {}
             Ok(resp) => assert!(resp.is_empty(), "{what}: got a response: {resp}"),
@@ -234,7 +274,10 @@ fn handshake_fails_without_a_valid_client_certificate() {
         assert!(!out.status.success(), "{what}: docker ps succeeded");
     }
     // Nothing reached the engine: no audit record was written for them.
-    assert!(moat.audit_records().iter().all(|r| r["request"]["uri"] != "/_ping"));
+    assert!(moat
+        .audit_records()
+        .iter()
+        .all(|r| r["request"]["uri"] != "/_ping"));
 }
 
 #[test]
@@ -254,7 +297,10 @@ fn hijack_endpoint_without_upgrade_is_refused_with_400() {
 #[test]
 fn engine_unreachable_answers_503_and_moat_recovers() {
     // A private engine this test can stop and start again.
-    let dir = tempfile::Builder::new().prefix("moat-eng-").tempdir_in("/tmp").unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("moat-eng-")
+        .tempdir_in("/tmp")
+        .unwrap();
     let socket = dir.path().join("down.sock");
     let moat = Moat::start_with(support::MoatOptions {
         engine_socket: Some(socket.clone()),

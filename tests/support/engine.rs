@@ -53,11 +53,13 @@ pub fn start_engine_in(dir: &Path) -> Engine {
         d = dir.display(),
         parent = std::process::id(),
     );
-    Command::new("sh")
+    // The watchdog outlives this call on purpose; it reaps dockerd itself.
+    let watchdog = Command::new("sh")
         .arg("-c")
         .arg(script)
         .spawn()
         .expect("start dockerd (is docker.io installed?)");
+    std::mem::forget(watchdog);
     let engine = Engine {
         dir: dir.to_path_buf(),
         socket,
@@ -124,7 +126,10 @@ pub fn build_image(engine: &Engine) {
         .find(|p| Path::new(p).exists())
         .expect("busybox-static is not installed (apt-get install busybox-static)");
     std::fs::copy(busybox, bin.join("busybox")).expect("copy busybox");
-    let list = Command::new(busybox).arg("--list").output().expect("busybox --list");
+    let list = Command::new(busybox)
+        .arg("--list")
+        .output()
+        .expect("busybox --list");
     for applet in String::from_utf8_lossy(&list.stdout).lines() {
         let _ = std::os::unix::fs::symlink("busybox", bin.join(applet));
     }
@@ -137,7 +142,13 @@ pub fn build_image(engine: &Engine) {
         engine.host()
     );
     let mut cmd = Command::new("sh");
-    cmd.arg("-c").arg(script).env("DOCKER_CONFIG", engine.dir.join("docker-config"));
+    cmd.arg("-c")
+        .arg(script)
+        .env("DOCKER_CONFIG", engine.dir.join("docker-config"));
     let out = super::run_with_deadline(cmd, None, Duration::from_secs(120));
-    assert!(out.status.success(), "import test image: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "import test image: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -64,7 +64,10 @@ impl Moat {
                 pki.ca_pem.display()
             )
         });
-        let limits = opts.limits_yaml.clone().unwrap_or_else(|| "  shutdown_grace: 2s\n".into());
+        let limits = opts
+            .limits_yaml
+            .clone()
+            .unwrap_or_else(|| "  shutdown_grace: 2s\n".into());
         let audit = opts
             .audit_yaml
             .clone()

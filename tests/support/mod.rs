@@ -33,9 +33,13 @@ pub fn run_with_deadline(
 ) -> std::process::Output {
     use std::io::Write;
     use std::process::Stdio;
-    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("spawn command");
     if let Some(input) = stdin {
         let mut pipe = child.stdin.take().expect("stdin");
@@ -52,7 +56,10 @@ pub fn run_with_deadline(
     match rx.recv_timeout(deadline) {
         Ok(out) => out.expect("wait for command"),
         Err(_) => {
-            let _ = std::process::Command::new("kill").arg("-9").arg(pid.to_string()).status();
+            let _ = std::process::Command::new("kill")
+                .arg("-9")
+                .arg(pid.to_string())
+                .status();
             panic!("command did not finish within {deadline:?}: {cmd:?}");
         }
     }

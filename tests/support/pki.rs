@@ -69,8 +69,10 @@ impl Pki {
 
         let server_key = KeyPair::generate().expect("key");
         let mut sp = CertificateParams::new(vec!["localhost".to_string()]).expect("params");
-        sp.subject_alt_names.push(SanType::IpAddress("127.0.0.1".parse().expect("ip")));
-        sp.distinguished_name.push(DnType::CommonName, "moat test server");
+        sp.subject_alt_names
+            .push(SanType::IpAddress("127.0.0.1".parse().expect("ip")));
+        sp.distinguished_name
+            .push(DnType::CommonName, "moat test server");
         sp.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         sp.serial_number = Some(random_serial());
         let server = sp.signed_by(&server_key, &issuer).expect("sign server");
@@ -90,13 +92,29 @@ impl Pki {
     /// A valid client bundle for `user` in `group` (subject O).
     pub fn client(&self, user: &str, group: &str) -> Bundle {
         let now = OffsetDateTime::now_utc();
-        self.issue(&self.issuer, user, group, now - Duration::hours(1), now + Duration::days(1), &self.ca_pem, "")
+        self.issue(
+            &self.issuer,
+            user,
+            group,
+            now - Duration::hours(1),
+            now + Duration::days(1),
+            &self.ca_pem,
+            "",
+        )
     }
 
     /// A client bundle whose certificate expired yesterday.
     pub fn expired_client(&self, user: &str) -> Bundle {
         let now = OffsetDateTime::now_utc();
-        self.issue(&self.issuer, user, "admin", now - Duration::days(10), now - Duration::days(1), &self.ca_pem, "-expired")
+        self.issue(
+            &self.issuer,
+            user,
+            "admin",
+            now - Duration::days(10),
+            now - Duration::days(1),
+            &self.ca_pem,
+            "-expired",
+        )
     }
 
     /// A client bundle from a CA moat does not trust (its ca.pem is moat's,
@@ -105,7 +123,15 @@ impl Pki {
         let (params, key) = ca("some other CA");
         let other = Issuer::new(params, key);
         let now = OffsetDateTime::now_utc();
-        self.issue(&other, user, "admin", now - Duration::hours(1), now + Duration::days(1), &self.ca_pem, "-foreign")
+        self.issue(
+            &other,
+            user,
+            "admin",
+            now - Duration::hours(1),
+            now + Duration::days(1),
+            &self.ca_pem,
+            "-foreign",
+        )
     }
 
     /// A bundle with only ca.pem (for token clients).

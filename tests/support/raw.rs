@@ -26,7 +26,9 @@ pub fn client_config(bundle: &Bundle) -> Arc<rustls::ClientConfig> {
             .map(|c| c.expect("cert"))
             .collect();
         let key = PrivateKeyDer::from_pem_file(bundle.dir.join("key.pem")).expect("key");
-        builder.with_client_auth_cert(chain, key).expect("client auth")
+        builder
+            .with_client_auth_cert(chain, key)
+            .expect("client auth")
     } else {
         builder.with_no_client_auth()
     };
@@ -35,7 +37,10 @@ pub fn client_config(bundle: &Bundle) -> Arc<rustls::ClientConfig> {
 }
 
 /// Opens a TLS connection and completes the handshake.
-pub fn connect(addr: SocketAddr, bundle: &Bundle) -> std::io::Result<rustls::StreamOwned<rustls::ClientConnection, TcpStream>> {
+pub fn connect(
+    addr: SocketAddr,
+    bundle: &Bundle,
+) -> std::io::Result<rustls::StreamOwned<rustls::ClientConnection, TcpStream>> {
     let tcp = TcpStream::connect(addr)?;
     tcp.set_read_timeout(Some(Duration::from_secs(30)))?;
     let conn = rustls::ClientConnection::new(
