@@ -99,7 +99,8 @@ mod tests {
 
     #[test]
     fn last_line_finds_the_final_complete_line() {
-        let cases: &[(&[u8], Option<&[u8]>, u64)] = &[
+        type Case<'a> = (&'a [u8], Option<&'a [u8]>, u64);
+        let cases: &[Case] = &[
             (b"", None, 0),
             (b"partial", None, 0),
             (b"a\n", Some(b"a"), 2),

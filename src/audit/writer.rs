@@ -273,30 +273,6 @@ impl Writer {
             }
         }
         let mut open = open_at(&self.path).map_err(|e| WriteFailure::new(&self.path, &e))?;
-        let repair = |open: &mut Open, broken: Option<(u64, u64, u64)>| -> io::Result<()> {
-            if !open.file.metadata()?.is_file() {
-                return Ok(());
-            }
-            match broken {
-                Some((dev, ino, whole)) if dev == open.dev && ino == open.ino => {
-                    if open.len > whole {
-                        open.file.set_len(whole)?;
-                        open.len = whole;
-                    }
-                }
-                _ if open.len > 0 => {
-                    // Someone else's file: start on a line of our own.
-                    let mut last = [0u8; 1];
-                    open.file.read_exact_at(&mut last, open.len - 1)?;
-                    if last[0] != b'\n' {
-                        open.file.write_all(b"\n")?;
-                        open.len += 1;
-                    }
-                }
-                _ => {}
-            }
-            Ok(())
-        };
         repair(&mut open, self.broken).map_err(|e| WriteFailure::new(&self.path, &e))?;
         self.broken = None;
         self.file = Some(open);
@@ -373,6 +349,31 @@ impl Writer {
             }
         }
     }
+}
+
+/// After a reopen: cuts a partial line off the file this writer broke, or
+/// makes sure someone else's file ends with a newline before our first line.
+fn repair(open: &mut Open, broken: Option<(u64, u64, u64)>) -> io::Result<()> {
+    if !open.file.metadata()?.is_file() {
+        return Ok(());
+    }
+    if let Some((_, _, whole)) = broken.filter(|(dev, ino, _)| *dev == open.dev && *ino == open.ino)
+    {
+        if open.len > whole {
+            open.file.set_len(whole)?;
+            open.len = whole;
+        }
+        return Ok(());
+    }
+    if open.len > 0 {
+        let mut last = [0u8; 1];
+        open.file.read_exact_at(&mut last, open.len - 1)?;
+        if last[0] != b'\n' {
+            open.file.write_all(b"\n")?;
+            open.len += 1;
+        }
+    }
+    Ok(())
 }
 
 /// Creates the directory if needed and opens `path` for appending.
