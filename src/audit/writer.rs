@@ -27,7 +27,10 @@ const MAX_BATCH: usize = 256;
 /// Why a write failed, as `/readyz` and the caller see it.
 #[derive(Debug, Clone)]
 pub(super) struct WriteFailure {
+    /// With the file's path: for the log and `/readyz` (operators).
     pub reason: String,
+    /// Without the path: what `record()` returns, which may reach clients.
+    pub public: String,
     /// ENOSPC: `/readyz` then also checks the free space.
     pub no_space: bool,
 }
@@ -36,6 +39,7 @@ impl WriteFailure {
     fn new(what: &Path, e: &io::Error) -> Self {
         WriteFailure {
             reason: format!("{}: {e}", what.display()),
+            public: e.to_string(),
             no_space: e.kind() == io::ErrorKind::StorageFull,
         }
     }
@@ -179,7 +183,7 @@ impl Writer {
                 Ok(()) => written.push(job.ack),
                 Err(f) => {
                     self.failed(&f);
-                    let _ = job.ack.send(Err(f.reason));
+                    let _ = job.ack.send(Err(f.public));
                 }
             }
         }
@@ -206,7 +210,7 @@ impl Writer {
             Err(f) => {
                 for ack in written {
                     self.metrics.audit_write_error();
-                    let _ = ack.send(Err(f.reason.clone()));
+                    let _ = ack.send(Err(f.public.clone()));
                 }
                 self.failed_quietly(&f);
             }
@@ -231,6 +235,7 @@ impl Writer {
         let Some(open) = self.file.as_mut() else {
             return Err(WriteFailure {
                 reason: format!("{}: not open", self.path.display()),
+                public: "the file is not open".into(),
                 no_space: false,
             });
         };
