@@ -62,6 +62,10 @@ impl TokenGateway {
         let private_key = dir.join("token-key.pem");
         let public_key = dir.join("token-key.pub.pem");
         moat::pki::write_token_key(&private_key, &public_key).unwrap();
+        // An RSA key beside it, so HS256 keyed with an RSA public key (the
+        // classic algorithm confusion) can be tried too.
+        let rsa = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
+        std::fs::write(dir.join("rsa-key.pub.pem"), rsa.public_key_pem()).unwrap();
         let revoked = dir.join("revoked-jti.txt");
         let mut list = String::from("# revoked token ids\n");
         for j in revoked_jtis {
@@ -78,8 +82,9 @@ impl TokenGateway {
                 p.ca_pem.display()
             )),
             extra_yaml: format!(
-                "auth:\n  tokens:\n    issuer: {ISSUER}\n    audience: {AUDIENCE}\n    keys:\n      - file: {}\n        algorithm: ES256\n    leeway: 5s\n    max_ttl: 1h\n    revoked: {}\n",
+                "auth:\n  tokens:\n    issuer: {ISSUER}\n    audience: {AUDIENCE}\n    keys:\n      - file: {}\n        algorithm: ES256\n      - file: {}\n        algorithm: RS256\n    leeway: 5s\n    max_ttl: 1h\n    revoked: {}\n",
                 public_key.display(),
+                dir.join("rsa-key.pub.pem").display(),
                 revoked.display()
             ),
             ..Default::default()
@@ -232,13 +237,16 @@ fn bad_tokens_and_no_credentials_get_401_and_reach_nothing() {
         b64(&json!({"alg": "none", "typ": "JWT"})),
         b64(&gw.claims("ci-bot"))
     );
-    // Algorithm confusion: HS256 keyed with the configured public key.
-    let confused = jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &gw.claims("ci-bot"),
-        &jsonwebtoken::EncodingKey::from_secret(&public_pem),
-    )
-    .unwrap();
+    // Algorithm confusion: HS256 keyed with a configured public key.
+    let confused = |public_pem: &[u8]| {
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &gw.claims("ci-bot"),
+            &jsonwebtoken::EncodingKey::from_secret(public_pem),
+        )
+        .unwrap()
+    };
+    let rsa_public_pem = std::fs::read(gw.dir.join("rsa-key.pub.pem")).unwrap();
 
     let cases: Vec<(&str, String, &str)> = vec![
         (
@@ -280,8 +288,13 @@ fn bad_tokens_and_no_credentials_get_401_and_reach_nothing() {
         ),
         ("alg none", alg_none, "algorithm none is not allowed"),
         (
-            "algorithm confusion",
-            confused,
+            "algorithm confusion (EC public key as HS256 secret)",
+            confused(&public_pem),
+            "algorithm HS256 is not configured",
+        ),
+        (
+            "algorithm confusion (RSA public key as HS256 secret)",
+            confused(&rsa_public_pem),
             "algorithm HS256 is not configured",
         ),
         ("revoked jti", gw.token(&revoked), "is revoked"),
