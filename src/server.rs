@@ -245,6 +245,16 @@ impl Server {
             metrics_listener,
         } = self;
         crate::tls::reload::spawn(gateway.clone(), shutdown.clone())?;
+        if let Some(l) = metrics_listener {
+            let ready = readiness(gateway.clone());
+            tokio::spawn(crate::metrics::serve(
+                l,
+                gateway.metrics.clone(),
+                ready,
+                shutdown.clone(),
+            ));
+        }
+        tokio::spawn(watch_engine(gateway.clone(), shutdown.clone()));
         tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "moat listening (mutual TLS)");
         let limit = Arc::new(Semaphore::new(gateway.config.limits.max_connections));
         loop {
@@ -273,7 +283,6 @@ impl Server {
             }
         }
         drop(listener);
-        let _ = metrics_listener;
         tracing::info!("shutting down: no new connections; draining in-flight requests");
         gateway.tasks.close();
         let grace = gateway.config.limits.shutdown_grace;
@@ -291,6 +300,35 @@ impl Server {
             }
         }
         Ok(())
+    }
+}
+
+/// What `/readyz` reports: the engine answers `/_ping`, a policy is
+/// loaded, and the audit log is writable.
+fn readiness(gw: Arc<Gateway>) -> crate::metrics::ReadyCheck {
+    Arc::new(move || {
+        let gw = gw.clone();
+        Box::pin(async move {
+            let engine = gw.upstream.ping().await.map_err(|e| e.to_string());
+            gw.metrics.engine_up(engine.is_ok());
+            vec![
+                ("engine", engine),
+                ("policy", gw.policy.status()),
+                ("audit", gw.audit.writable()),
+            ]
+        })
+    })
+}
+
+/// Keeps `moat_engine_up` current even when nobody polls `/readyz`.
+async fn watch_engine(gw: Arc<Gateway>, shutdown: CancellationToken) {
+    loop {
+        let up = gw.upstream.ping().await.is_ok();
+        gw.metrics.engine_up(up);
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
     }
 }
 
