@@ -4,7 +4,8 @@
 //! dockerd (and the containerd it starts) write logrus text lines:
 //! `time="…" level=info msg="…" key=value`. The relay drops the timestamp
 //! (moat's subscriber adds its own), maps `level=` onto the tracing level and
-//! logs the rest. gRPC connection chatter (`module=grpc`) at info is demoted
+//! logs the rest; a line that is not logrus (a flag error, a panic) is a
+//! warning. gRPC connection chatter (`module=grpc`) at info is demoted
 //! to debug: it is noise to an admin.
 
 use std::collections::VecDeque;
@@ -62,8 +63,10 @@ fn parse(line: &str) -> (Level, &str) {
             rest = &after[end + 2..];
         }
     }
+    // dockerd writes plain lines only for failures (bad flags, a containerd
+    // that will not start, a panic): they deserve attention.
     let Some(after) = rest.strip_prefix("level=") else {
-        return (Level::Info, rest);
+        return (Level::Warn, rest);
     };
     let (word, text) = after.split_once(' ').unwrap_or((after, ""));
     let level = match word {
@@ -73,7 +76,7 @@ fn parse(line: &str) -> (Level, &str) {
         "info" => Level::Info,
         "warning" | "warn" => Level::Warn,
         "error" | "fatal" | "panic" => Level::Error,
-        _ => return (Level::Info, rest),
+        _ => return (Level::Warn, rest),
     };
     (level, text)
 }
@@ -148,11 +151,11 @@ mod tests {
             ),
             (
                 "goroutine 1 [running]:",
-                Level::Info,
+                Level::Warn,
                 "goroutine 1 [running]:",
             ),
-            ("level=bogus msg=x", Level::Info, "level=bogus msg=x"),
-            ("", Level::Info, ""),
+            ("level=bogus msg=x", Level::Warn, "level=bogus msg=x"),
+            ("", Level::Warn, ""),
         ];
         for (line, level, text) in cases {
             assert_eq!(parse(line), (level, text), "{line}");

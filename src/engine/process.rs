@@ -146,7 +146,25 @@ impl Running {
     }
 }
 
+/// Removes pid files whose process is gone. dockerd takes a zombie for a
+/// live containerd (it only sends signal 0) and then waits 15 s for it to
+/// answer, so a pid file naming a dead or zombie process must go first.
+fn clear_stale_pidfiles(layout: &Layout) {
+    for file in [
+        layout.exec_root.join("containerd/containerd.pid"),
+        layout.pidfile.clone(),
+    ] {
+        let pid = std::fs::read_to_string(&file)
+            .ok()
+            .and_then(|s| s.trim().parse::<i32>().ok());
+        if pid.is_some_and(|p| !alive(p)) {
+            let _ = std::fs::remove_file(&file);
+        }
+    }
+}
+
 fn spawn(spec: &Spec) -> Result<Running, EngineError> {
+    clear_stale_pidfiles(&spec.layout);
     let config = spec.layout.config_file();
     if !config.exists() {
         std::fs::write(&config, "{}\n").map_err(|source| EngineError::Io {
@@ -186,6 +204,12 @@ pub(crate) async fn start_ready(
     status: &Arc<EngineStatus>,
     stop_token: &CancellationToken,
 ) -> Result<Running, EngineError> {
+    // dockerd bind-mounts its data root onto itself when the mount is not
+    // shared, and leaves this marker so that a clean shutdown unmounts it.
+    // A dockerd started after a crash finds the mount already shared and
+    // deletes the marker, which would leave the mount behind for good: keep it.
+    let marker = spec.layout.exec_root.join("unmount-on-shutdown");
+    let had_marker = marker.exists();
     let mut running = spawn(spec)?;
     status.set_pid(running.pid());
     let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
@@ -217,6 +241,9 @@ pub(crate) async fn start_ready(
             }
             () = tokio::time::sleep(PROBE_INTERVAL) => {
                 if ping(&spec.layout.socket, PING_TIMEOUT).await.is_ok() {
+                    if had_marker && !marker.exists() {
+                        let _ = std::fs::write(&marker, b"");
+                    }
                     return Ok(running);
                 }
             }
@@ -522,6 +549,19 @@ mod tests {
             1
         );
         assert!(spec.live_restore);
+    }
+
+    #[test]
+    fn stale_pidfiles_are_removed_live_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(&dir.path().join("docker.sock"), dir.path()).unwrap();
+        std::fs::create_dir_all(layout.exec_root.join("containerd")).unwrap();
+        let containerd = layout.exec_root.join("containerd/containerd.pid");
+        std::fs::write(&containerd, format!("{}\n", i32::MAX)).unwrap();
+        std::fs::write(&layout.pidfile, std::process::id().to_string()).unwrap();
+        clear_stale_pidfiles(&layout);
+        assert!(!containerd.exists());
+        assert!(layout.pidfile.exists());
     }
 
     #[test]
