@@ -62,3 +62,17 @@ pub async fn inspect(
         serde_json::from_slice(&bytes).map_err(|e| BodyError::InvalidJson(e.to_string()))?;
     Ok(Inspected::Json { value, bytes })
 }
+
+impl BodyError {
+    pub fn status(&self) -> http::StatusCode {
+        match self {
+            BodyError::TooLarge { .. } => http::StatusCode::PAYLOAD_TOO_LARGE,
+            _ => http::StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+/// Refuses ambiguous framing (placeholder: accepts everything).
+pub fn check_framing(_headers: &HeaderMap) -> Result<(), BodyError> {
+    Ok(())
+}

@@ -115,3 +115,9 @@ pub fn classify(_method: &Method, uri: &Uri) -> Result<Route, ClassifyError> {
             .unwrap_or_else(|| "/".into()),
     })
 }
+
+impl ClassifyError {
+    pub fn status(&self) -> http::StatusCode {
+        http::StatusCode::BAD_REQUEST
+    }
+}
