@@ -51,6 +51,9 @@ cleanup() {
         kill -TERM "$ENGINE_PID" 2>/dev/null || true
         for _ in $(seq 1 40); do kill -0 "$ENGINE_PID" 2>/dev/null || break; sleep 0.5; done
         kill -KILL "$ENGINE_PID" 2>/dev/null || true
+        # dockerd 20.10 leaves its netns/default bind mount behind.
+        awk -v p="$WORK/engine/" 'index($5, p) == 1 { print $5 }' /proc/self/mountinfo \
+            | sort -r | xargs -r -n1 umount 2>/dev/null || true
     fi
 }
 trap cleanup EXIT
