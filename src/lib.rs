@@ -27,6 +27,7 @@ pub mod body;
 pub mod classify;
 pub mod cli;
 pub mod config;
+pub mod engine;
 pub mod forward;
 pub mod hijack;
 pub mod identity;
