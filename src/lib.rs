@@ -31,6 +31,7 @@ pub mod engine;
 pub mod forward;
 pub mod hijack;
 pub mod identity;
+pub mod launch;
 pub mod metrics;
 pub mod pipeline;
 pub mod pki;

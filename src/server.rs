@@ -65,6 +65,9 @@ pub struct Gateway {
     pub audit: Auditor,
     pub metrics: Arc<Metrics>,
     pub upstream: Upstream,
+    /// The engine's state: always running for an external engine; for a
+    /// bundled one, not running while it (re)starts.
+    pub engine: Arc<crate::engine::EngineStatus>,
     pub connections: Arc<Connections>,
     /// Fired after the grace period: closes streams and hijacked sessions.
     pub force_close: CancellationToken,
@@ -174,8 +177,17 @@ pub struct Server {
 
 impl Server {
     /// Loads TLS, tokens, policy and audit from the config and binds the
-    /// listeners; nothing is accepted until [`Server::run`].
+    /// listeners, for an engine moat does not manage; nothing is accepted
+    /// until [`Server::run`].
     pub async fn bind(config: Config) -> Result<Server, ServeError> {
+        Self::bind_with_engine(config, Arc::new(crate::engine::EngineStatus::external())).await
+    }
+
+    /// As [`Server::bind`], with the status of a bundled engine.
+    pub async fn bind_with_engine(
+        config: Config,
+        engine: Arc<crate::engine::EngineStatus>,
+    ) -> Result<Server, ServeError> {
         let tls = TlsSettings::load(&config.tls)?;
         let tokens = match &config.auth.tokens {
             Some(t) => Some(token::Verifier::from_config(t)?),
@@ -205,6 +217,7 @@ impl Server {
             audit,
             metrics,
             upstream: Upstream::new(config.engine.socket.clone()),
+            engine,
             connections: Arc::new(Connections::default()),
             force_close: CancellationToken::new(),
             tasks: TaskTracker::new(),
@@ -309,7 +322,10 @@ fn readiness(gw: Arc<Gateway>) -> crate::metrics::ReadyCheck {
     Arc::new(move || {
         let gw = gw.clone();
         Box::pin(async move {
-            let engine = gw.upstream.ping().await.map_err(|e| e.to_string());
+            let engine = match gw.engine.readiness() {
+                Ok(()) => gw.upstream.ping().await.map_err(|e| e.to_string()),
+                Err(e) => Err(e),
+            };
             gw.metrics.engine_up(engine.is_ok());
             vec![
                 ("engine", engine),
@@ -323,7 +339,7 @@ fn readiness(gw: Arc<Gateway>) -> crate::metrics::ReadyCheck {
 /// Keeps `moat_engine_up` current even when nobody polls `/readyz`.
 async fn watch_engine(gw: Arc<Gateway>, shutdown: CancellationToken) {
     loop {
-        let up = gw.upstream.ping().await.is_ok();
+        let up = gw.engine.is_running() && gw.upstream.ping().await.is_ok();
         gw.metrics.engine_up(up);
         tokio::select! {
             _ = shutdown.cancelled() => return,
