@@ -225,7 +225,10 @@ mod tests {
     #[test]
     fn embedded_table_matches_shared_reference() {
         // `../shared` from the main checkout, `../../shared` from a worktree.
+        // CI sets MOAT_CHECK_REFERENCE so a missing reference is a failure
+        // there, not a silent pass.
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut compared = false;
         for shared in ["../shared", "../../shared"] {
             let file = root.join(shared).join("engine-api/routes.tsv");
             if let Ok(text) = std::fs::read_to_string(&file) {
@@ -233,8 +236,13 @@ mod tests {
                     text, ROUTES_TSV,
                     "src/classify/routes.tsv differs from {file:?}"
                 );
+                compared = true;
             }
         }
+        assert!(
+            compared || std::env::var_os("MOAT_CHECK_REFERENCE").is_none(),
+            "MOAT_CHECK_REFERENCE is set but ../shared/engine-api/routes.tsv was not found"
+        );
     }
 
     #[test]
