@@ -541,3 +541,87 @@ fn failing_rego_test_is_reported() {
         ]
     );
 }
+
+/// Every operation id the shipped data names is a real route of the daemon,
+/// so a typo cannot silently drop a permission (or a restriction).
+#[test]
+fn shipped_data_names_real_operations() {
+    let routes = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("src/classify/routes.tsv"),
+    )
+    .unwrap();
+    let known: std::collections::HashSet<&str> = routes
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split('\t').nth(3))
+        .chain(["Unknown"])
+        .collect();
+    let data: Value =
+        serde_json::from_str(&std::fs::read_to_string(shipped().join("data.json")).unwrap())
+            .unwrap();
+    let m = &data["moat"];
+    let mut named: Vec<&str> = Vec::new();
+    for list in [
+        "developer_operations",
+        "viewer_excluded_operations",
+        "ci_base_operations",
+    ] {
+        named.extend(
+            m[list]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap()),
+        );
+    }
+    for ops in m["ci_scopes"].as_object().unwrap().values() {
+        named.extend(ops.as_array().unwrap().iter().map(|v| v.as_str().unwrap()));
+    }
+    let unknown: Vec<&&str> = named.iter().filter(|o| !known.contains(**o)).collect();
+    assert!(
+        unknown.is_empty(),
+        "not operations of routes.tsv: {unknown:?}"
+    );
+}
+
+/// The real classifier's operation for `docker run` decides as expected.
+#[tokio::test]
+async fn real_classifier_route_is_decided() {
+    let p = load(&shipped());
+    let method = Method::POST;
+    let uri: Uri = "/v1.41/containers/create?name=web".parse().unwrap();
+    let rt = crate::classify::classify(&method, &uri).unwrap();
+    assert_eq!(rt.op.id, "ContainerCreate");
+    let headers = HeaderMap::new();
+    let body = fixture("docker-cli-run-privileged.json");
+    let who = identity("dana", &["developer"], &[]);
+    let facts = Facts {
+        method: &method,
+        uri: &uri,
+        headers: &headers,
+        route: &rt,
+        body: Some(&body),
+        identity: &who,
+        client: "127.0.0.1:1".parse().unwrap(),
+    };
+    let d = p.decide(&facts).await;
+    assert!(!d.allow);
+    assert!(d
+        .reasons
+        .iter()
+        .any(|r| r.contains("privileged containers")));
+    let viewer = identity("vic", &["viewer"], &[]);
+    let list = Uri::from_static("/v1.41/containers/json?all=1");
+    let get = Method::GET;
+    let rt = crate::classify::classify(&get, &list).unwrap();
+    let facts = Facts {
+        method: &get,
+        uri: &list,
+        headers: &headers,
+        route: &rt,
+        body: None,
+        identity: &viewer,
+        client: "127.0.0.1:1".parse().unwrap(),
+    };
+    assert!(p.decide(&facts).await.allow);
+}

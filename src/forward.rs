@@ -1,0 +1,276 @@
+//! The engine side: requests re-serialized onto the engine's unix socket.
+//!
+//! Ordinary requests go through a pool of keep-alive connections (hyper-util's
+//! client with a unix-socket connector). Bodies stream both ways: nothing is
+//! buffered whole, so `logs -f`, `events`, pull progress and `save`/`load`
+//! run as the engine produces and consumes them. Hijacked requests (attach,
+//! exec start, `/session`, `/grpc`) each get a dedicated connection; see
+//! [`crate::hijack`].
+//!
+//! The request head is rebuilt, never spliced: hop-by-hop headers and the
+//! credentials moat consumes (`Authorization`) are dropped, and the framing
+//! (Content-Length or chunked) is derived from the body moat sends.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::{
+    header, HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri,
+};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::{Connected, Connection};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::UnixStream;
+
+use crate::respond::{BoxError, ResBody};
+
+/// Why the engine could not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardError {
+    #[error("the container engine is not reachable; moat forwards again as soon as it is back")]
+    Unreachable,
+    #[error("the container engine failed while answering; the request may not have completed")]
+    Failed,
+    #[error("the container engine answered an upgrade request without switching protocols")]
+    NoUpgrade,
+}
+
+impl ForwardError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ForwardError::Unreachable => StatusCode::SERVICE_UNAVAILABLE,
+            ForwardError::Failed | ForwardError::NoUpgrade => StatusCode::BAD_GATEWAY,
+        }
+    }
+}
+
+/// Connects to the engine's socket; the URI is ignored.
+#[derive(Clone)]
+pub struct UnixConnector {
+    socket: Arc<PathBuf>,
+}
+
+/// A unix stream as a hyper-util client connection.
+pub struct UnixConn(TokioIo<UnixStream>);
+
+impl Connection for UnixConn {
+    fn connected(&self) -> Connected {
+        Connected::new()
+    }
+}
+
+impl hyper::rt::Read for UnixConn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl hyper::rt::Write for UnixConn {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+impl tower_service::Service<Uri> for UnixConnector {
+    type Response = UnixConn;
+    type Error = std::io::Error;
+    type Future = Pin<Box<dyn Future<Output = std::io::Result<UnixConn>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _uri: Uri) -> Self::Future {
+        let socket = self.socket.clone();
+        Box::pin(async move { Ok(UnixConn(TokioIo::new(UnixStream::connect(&*socket).await?))) })
+    }
+}
+
+/// The engine: a pooled client plus the socket path for dedicated
+/// (hijack) connections.
+pub struct Upstream {
+    client: Client<UnixConnector, ResBody>,
+    socket: Arc<PathBuf>,
+}
+
+/// Headers that belong to one connection and are never forwarded, in either
+/// direction (RFC 9110 §7.6.1), plus the framing headers hyper recomputes.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// Removes hop-by-hop headers, including any that `Connection` names.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(name);
+    }
+}
+
+impl Upstream {
+    pub fn new(socket: PathBuf) -> Self {
+        let socket = Arc::new(socket);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(256)
+            .build(UnixConnector {
+                socket: socket.clone(),
+            });
+        Self { client, socket }
+    }
+
+    /// Builds the engine-side request: canonical target, cleaned headers.
+    /// `Content-Length` is dropped here and set by hyper from the body.
+    pub fn request(
+        method: Method,
+        target: &str,
+        mut headers: HeaderMap,
+        body: ResBody,
+    ) -> Result<Request<ResBody>, ForwardError> {
+        strip_hop_by_hop(&mut headers);
+        for h in [
+            header::AUTHORIZATION,
+            header::CONTENT_LENGTH,
+            header::HOST,
+            HeaderName::from_static("x-moat-request-id"),
+        ] {
+            headers.remove(h);
+        }
+        headers.insert(header::HOST, HeaderValue::from_static("docker"));
+        let uri: Uri = format!("http://docker{target}")
+            .parse()
+            .map_err(|_| ForwardError::Failed)?;
+        let mut req = Request::new(body);
+        *req.method_mut() = method;
+        *req.uri_mut() = uri;
+        *req.headers_mut() = headers;
+        Ok(req)
+    }
+
+    /// Sends a request over the pool and returns the engine's response with
+    /// its body still streaming.
+    pub async fn send(&self, req: Request<ResBody>) -> Result<Response<Incoming>, ForwardError> {
+        match self.client.request(req).await {
+            Ok(mut resp) => {
+                strip_hop_by_hop(resp.headers_mut());
+                Ok(resp)
+            }
+            Err(e) if e.is_connect() => Err(ForwardError::Unreachable),
+            Err(e) => {
+                tracing::warn!(error = %e, "engine failed while answering");
+                Err(ForwardError::Failed)
+            }
+        }
+    }
+
+    /// A fresh connection for a hijacked request. The caller drives the
+    /// connection with upgrades enabled.
+    pub async fn dedicated(&self) -> Result<TokioIo<UnixStream>, ForwardError> {
+        UnixStream::connect(&*self.socket)
+            .await
+            .map(TokioIo::new)
+            .map_err(|e| {
+                tracing::warn!(error = %e, "engine socket unreachable");
+                ForwardError::Unreachable
+            })
+    }
+
+    /// `GET /_ping`, for readiness.
+    pub async fn ping(&self) -> Result<(), ForwardError> {
+        let req = Self::request(
+            Method::GET,
+            "/_ping",
+            HeaderMap::new(),
+            crate::respond::full(bytes::Bytes::new()),
+        )?;
+        let resp = tokio::time::timeout(Duration::from_secs(2), self.send(req))
+            .await
+            .map_err(|_| ForwardError::Unreachable)??;
+        if resp.status().is_success() {
+            Ok(())
+        } else {
+            Err(ForwardError::Failed)
+        }
+    }
+}
+
+/// Maps a streamed engine body's error into the response body error type.
+pub fn stream_body(body: Incoming) -> ResBody {
+    use http_body_util::BodyExt;
+    body.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_and_connection_named_headers_are_removed() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("close, x-secret"),
+        );
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key(header::CONTENT_TYPE));
+    }
+
+    #[test]
+    fn credentials_never_reach_the_engine() {
+        let mut h = HeaderMap::new();
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer x"));
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+        let req = Upstream::request(
+            Method::GET,
+            "/v1.41/info",
+            h,
+            crate::respond::full(bytes::Bytes::new()),
+        )
+        .unwrap();
+        assert!(!req.headers().contains_key(header::AUTHORIZATION));
+        assert_eq!(req.headers()[header::HOST], "docker");
+        assert_eq!(req.uri().path(), "/v1.41/info");
+    }
+}

@@ -1,0 +1,152 @@
+//! Knowing when a request has really ended: response bodies stream (logs -f,
+//! save, events), so the completion record and the request metrics are
+//! produced by a body wrapper when the last byte is sent or the client goes
+//! away, not when the handler returns.
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::Response;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+use crate::audit::Record;
+use crate::respond::{BoxError, ResBody};
+use crate::server::{Gateway, InFlight};
+
+/// What is left to do when a request ends (see `Completion::complete`).
+pub struct Completion {
+    pub(super) gw: Arc<Gateway>,
+    pub(super) record: Record,
+    pub(super) started: Instant,
+    pub(super) overhead: Duration,
+    pub(super) operation: &'static str,
+    pub(super) decision: &'static str,
+    pub(super) hijack: Option<Arc<crate::hijack::Counters>>,
+    pub(super) request_counter: Option<Arc<AtomicU64>>,
+    pub(super) in_flight: Option<InFlight>,
+}
+
+pin_project_lite::pin_project! {
+    /// A body that counts its bytes and runs a completion at its end.
+    struct Tracked<B> {
+        #[pin]
+        inner: B,
+        count: u64,
+        completion: Option<Completion>,
+    }
+
+    impl<B> PinnedDrop for Tracked<B> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Some(c) = this.completion.take() {
+                c.complete(*this.count);
+            }
+        }
+    }
+}
+
+impl<B: Body<Data = Bytes>> Body for Tracked<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = self.project();
+        let polled = this.inner.poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(d) = frame.data_ref() {
+                    *this.count += d.len() as u64;
+                }
+            }
+            Poll::Ready(None) | Poll::Ready(Some(Err(_))) => {
+                if let Some(c) = this.completion.take() {
+                    c.complete(*this.count);
+                }
+            }
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Wraps a response so that `completion` runs when its body has ended.
+pub fn on_complete(resp: Response<ResBody>, completion: Option<Completion>) -> Response<ResBody> {
+    resp.map(|inner| {
+        Tracked {
+            inner,
+            count: 0,
+            completion,
+        }
+        .boxed_unsync()
+    })
+}
+
+pin_project_lite::pin_project! {
+    /// A streamed upload, counted as it goes to the engine.
+    struct Counted {
+        #[pin]
+        inner: Incoming,
+        count: Arc<AtomicU64>,
+    }
+}
+
+impl Body for Counted {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = self.project();
+        match this.inner.poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(d) = frame.data_ref() {
+                    this.count.fetch_add(d.len() as u64, Ordering::Relaxed);
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Wraps an upload so its size can be audited.
+pub fn count_request(body: Incoming) -> (ResBody, Arc<AtomicU64>) {
+    let count = Arc::new(AtomicU64::new(0));
+    (
+        Counted {
+            inner: body,
+            count: count.clone(),
+        }
+        .boxed_unsync(),
+        count,
+    )
+}

@@ -1,0 +1,442 @@
+//! The listener: accepts TCP connections, bounds them, runs the TLS
+//! handshake and hands each connection to hyper with moat's limits; and
+//! shuts all of it down gracefully.
+//!
+//! Limits on what an attacker controls: at most `limits.max_connections`
+//! connections (more wait in the kernel backlog), `limits.handshake_timeout`
+//! for the handshake, `limits.header_read_timeout` and
+//! `limits.max_header_bytes`/`max_headers` for each request head, and
+//! `limits.idle_timeout` for a keep-alive connection with nothing in flight.
+//!
+//! Shutdown is passed in as a [`CancellationToken`]. On it the listener
+//! closes, connections finish their in-flight requests, and after
+//! `limits.shutdown_grace` whatever is left (streams, hijacked sessions) is
+//! closed. Every task is tracked, so [`Server::run`] returns only when none
+//! is left.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::audit::Auditor;
+use crate::config::Config;
+use crate::forward::Upstream;
+use crate::identity::{token, Authenticator, CertInfo};
+use crate::metrics::Metrics;
+use crate::policy::Policy;
+use crate::tls::TlsSettings;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("tls: {0}")]
+    Tls(#[from] crate::tls::TlsError),
+    #[error("policy: {0}")]
+    Policy(#[from] crate::policy::PolicyError),
+    #[error("audit: {0}")]
+    Audit(#[from] crate::audit::AuditError),
+    #[error("auth.tokens: {0}")]
+    Tokens(#[from] token::TokenError),
+    #[error("reload: {0}")]
+    Reload(#[from] crate::tls::reload::ReloadError),
+}
+
+/// Everything a request needs, shared by all connections.
+pub struct Gateway {
+    pub config: Config,
+    pub tls: TlsSettings,
+    pub auth: Authenticator,
+    pub policy: Arc<Policy>,
+    pub audit: Auditor,
+    pub metrics: Arc<Metrics>,
+    pub upstream: Upstream,
+    /// The engine's state: always running for an external engine; for a
+    /// bundled one, not running while it (re)starts.
+    pub engine: Arc<crate::engine::EngineStatus>,
+    pub connections: Arc<Connections>,
+    /// Fired after the grace period: closes streams and hijacked sessions.
+    pub force_close: CancellationToken,
+    /// Tracks every connection and hijack task.
+    pub tasks: TaskTracker,
+}
+
+/// What the pipeline knows about the connection a request arrived on.
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    pub cert: Option<Arc<CertInfo>>,
+    /// Cancelled to close this connection (revocation, forced shutdown).
+    pub cancel: CancellationToken,
+    in_flight: AtomicUsize,
+    last_active: Mutex<Instant>,
+}
+
+impl ConnInfo {
+    /// Marks a request as started; the guard marks it finished when the
+    /// response body has been sent or dropped.
+    pub fn begin(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlight(self.clone())
+    }
+
+    fn idle_since(&self) -> Option<Instant> {
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        self.last_active.lock().ok().map(|t| *t)
+    }
+}
+
+/// A request in flight on a connection (see [`ConnInfo::begin`]).
+pub struct InFlight(Arc<ConnInfo>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Ok(mut t) = self.0.last_active.lock() {
+            *t = Instant::now();
+        }
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The open client connections, so that some can be closed on demand (a
+/// certificate was revoked).
+#[derive(Default)]
+pub struct Connections {
+    next: AtomicU64,
+    open: Mutex<HashMap<u64, Arc<ConnInfo>>>,
+}
+
+impl Connections {
+    fn register(self: &Arc<Self>, info: Arc<ConnInfo>) -> Registered {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut open) = self.open.lock() {
+            open.insert(id, info);
+        }
+        Registered {
+            id,
+            set: self.clone(),
+        }
+    }
+
+    /// Closes every connection whose certificate matches; returns how many.
+    pub fn close_matching(&self, pred: impl Fn(&CertInfo) -> bool) -> usize {
+        let Ok(open) = self.open.lock() else { return 0 };
+        let mut n = 0;
+        for info in open.values() {
+            if info.cert.as_deref().is_some_and(&pred) {
+                info.cancel.cancel();
+                n += 1;
+            }
+        }
+        n
+    }
+
+    pub fn len(&self) -> usize {
+        self.open.lock().map(|o| o.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+struct Registered {
+    id: u64,
+    set: Arc<Connections>,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        if let Ok(mut open) = self.set.open.lock() {
+            open.remove(&self.id);
+        }
+    }
+}
+
+/// A bound, ready-to-run gateway.
+pub struct Server {
+    gateway: Arc<Gateway>,
+    listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
+}
+
+impl Server {
+    /// Loads TLS, tokens, policy and audit from the config and binds the
+    /// listeners, for an engine moat does not manage; nothing is accepted
+    /// until [`Server::run`].
+    pub async fn bind(config: Config) -> Result<Server, ServeError> {
+        Self::bind_with_engine(config, Arc::new(crate::engine::EngineStatus::external())).await
+    }
+
+    /// As [`Server::bind`], with the status of a bundled engine.
+    pub async fn bind_with_engine(
+        config: Config,
+        engine: Arc<crate::engine::EngineStatus>,
+    ) -> Result<Server, ServeError> {
+        let tls = TlsSettings::load(&config.tls)?;
+        let tokens = match &config.auth.tokens {
+            Some(t) => Some(token::Verifier::from_config(t)?),
+            None => None,
+        };
+        let metrics = Arc::new(Metrics::new());
+        let policy = Arc::new(Policy::load(&config.policy, &config.limits)?);
+        let audit = Auditor::open(&config.audit, metrics.clone()).await?;
+        let listener = TcpListener::bind(config.listen.tcp)
+            .await
+            .map_err(|source| ServeError::Bind {
+                addr: config.listen.tcp,
+                source,
+            })?;
+        let metrics_listener = match config.metrics.listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| ServeError::Bind { addr, source })?,
+            ),
+            None => None,
+        };
+        let gateway = Arc::new(Gateway {
+            tls,
+            auth: Authenticator::new(&config.auth.certificate, tokens),
+            policy,
+            audit,
+            metrics,
+            upstream: Upstream::new(config.engine.socket.clone()),
+            engine,
+            connections: Arc::new(Connections::default()),
+            force_close: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            config,
+        });
+        Ok(Server {
+            gateway,
+            listener,
+            metrics_listener,
+        })
+    }
+
+    /// The mutual-TLS address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or(self.gateway.config.listen.tcp)
+    }
+
+    /// The metrics address actually bound, if metrics are on.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+    }
+
+    pub fn gateway(&self) -> &Arc<Gateway> {
+        &self.gateway
+    }
+
+    /// Serves until `shutdown` fires, then drains within the grace period.
+    /// Fails only if a watcher that security depends on (certificate and
+    /// CRL reload) cannot be started.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), ServeError> {
+        let Server {
+            gateway,
+            listener,
+            metrics_listener,
+        } = self;
+        crate::tls::reload::spawn(gateway.clone(), shutdown.clone())?;
+        if let Some(l) = metrics_listener {
+            let ready = readiness(gateway.clone());
+            tokio::spawn(crate::metrics::serve(
+                l,
+                gateway.metrics.clone(),
+                ready,
+                shutdown.clone(),
+            ));
+        }
+        tokio::spawn(watch_engine(gateway.clone(), shutdown.clone()));
+        tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "moat listening (mutual TLS)");
+        let limit = Arc::new(Semaphore::new(gateway.config.limits.max_connections));
+        loop {
+            let permit = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            };
+            let accepted = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                a = listener.accept() => a,
+            };
+            match accepted {
+                Ok((tcp, peer)) => {
+                    let gw = gateway.clone();
+                    let conns = gateway.connections.clone();
+                    let stop = shutdown.clone();
+                    gateway
+                        .tasks
+                        .spawn(connection(gw, conns, tcp, peer, permit, stop));
+                }
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+        drop(listener);
+        tracing::info!("shutting down: no new connections; draining in-flight requests");
+        gateway.tasks.close();
+        let grace = gateway.config.limits.shutdown_grace;
+        if tokio::time::timeout(grace, gateway.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::info!("grace period over: closing remaining streams and hijacked sessions");
+            gateway.force_close.cancel();
+            if tokio::time::timeout(Duration::from_secs(5), gateway.tasks.wait())
+                .await
+                .is_err()
+            {
+                tracing::warn!("some connections did not close in time");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What `/readyz` reports: the engine answers `/_ping`, a policy is
+/// loaded, and the audit log is writable.
+fn readiness(gw: Arc<Gateway>) -> crate::metrics::ReadyCheck {
+    Arc::new(move || {
+        let gw = gw.clone();
+        Box::pin(async move {
+            let engine = match gw.engine.readiness() {
+                Ok(()) => gw.upstream.ping().await.map_err(|e| e.to_string()),
+                Err(e) => Err(e),
+            };
+            gw.metrics.engine_up(engine.is_ok());
+            vec![
+                ("engine", engine),
+                ("policy", gw.policy.status()),
+                ("audit", gw.audit.writable()),
+            ]
+        })
+    })
+}
+
+/// Keeps `moat_engine_up` current even when nobody polls `/readyz`.
+async fn watch_engine(gw: Arc<Gateway>, shutdown: CancellationToken) {
+    loop {
+        let up = gw.engine.is_running() && gw.upstream.ping().await.is_ok();
+        gw.metrics.engine_up(up);
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
+    }
+}
+
+async fn connection(
+    gw: Arc<Gateway>,
+    conns: Arc<Connections>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    _permit: OwnedSemaphorePermit,
+    shutdown: CancellationToken,
+) {
+    let _ = tcp.set_nodelay(true);
+    let limits = &gw.config.limits;
+    let acceptor = tokio_rustls::TlsAcceptor::from(gw.tls.current());
+    let tls = match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            gw.metrics.tls_handshake_failure();
+            tracing::info!(%peer, error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            gw.metrics.tls_handshake_failure();
+            tracing::info!(%peer, "TLS handshake timed out");
+            return;
+        }
+    };
+    let cert = match tls.get_ref().1.peer_certificates().and_then(|c| c.first()) {
+        Some(der) => match CertInfo::from_der(der, &gw.config.auth.certificate) {
+            Ok(info) => Some(Arc::new(info)),
+            Err(e) => {
+                tracing::info!(%peer, error = %e, "client certificate refused");
+                return;
+            }
+        },
+        None => None,
+    };
+    let info = Arc::new(ConnInfo {
+        peer,
+        cert,
+        cancel: gw.force_close.child_token(),
+        in_flight: AtomicUsize::new(0),
+        last_active: Mutex::new(Instant::now()),
+    });
+    let _registered = conns.register(info.clone());
+    gw.metrics.connection_opened();
+    let svc = {
+        let gw = gw.clone();
+        let info = info.clone();
+        service_fn(move |req| crate::pipeline::handle(gw.clone(), info.clone(), req))
+    };
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes)
+        .max_headers(limits.max_headers)
+        .keep_alive(true);
+    let conn = builder
+        .serve_connection(TokioIo::new(tls), svc)
+        .with_upgrades();
+    tokio::pin!(conn);
+    let idle = limits.idle_timeout;
+    let mut draining = false;
+    loop {
+        let idle_deadline = info
+            .idle_since()
+            .map(|t| t + idle)
+            .unwrap_or_else(|| Instant::now() + idle);
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                }
+                break;
+            }
+            _ = shutdown.cancelled(), if !draining => {
+                draining = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            _ = info.cancel.cancelled() => {
+                tracing::debug!(%peer, "connection closed by moat");
+                break;
+            }
+            _ = tokio::time::sleep_until(idle_deadline.into()), if !draining => {
+                if info.idle_since().is_some_and(|t| t.elapsed() >= idle) {
+                    tracing::debug!(%peer, "idle keep-alive connection closed");
+                    draining = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }
+    gw.metrics.connection_closed();
+}

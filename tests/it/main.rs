@@ -1,0 +1,13 @@
+//! moat's integration tests: one binary, so the private engine, the test
+//! image and the PKI are set up once. Every test drives a real dockerd
+//! through moat with the real docker CLI or raw HTTP over mutual TLS.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod faults;
+mod gateway;
+mod identity;
+mod limits;

@@ -1,0 +1,76 @@
+//! The real docker CLI pointed at moat with a client bundle, exactly as a
+//! user would set it up (DOCKER_HOST, DOCKER_TLS_VERIFY, DOCKER_CERT_PATH).
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use super::{Bundle, Moat};
+
+pub struct Docker {
+    host: String,
+    cert_path: PathBuf,
+    config_dir: PathBuf,
+}
+
+impl Docker {
+    pub fn new(moat: &Moat, bundle: &Bundle) -> Docker {
+        let config_dir = bundle.dir.join("docker-config");
+        std::fs::create_dir_all(&config_dir).expect("docker config dir");
+        Docker {
+            host: moat.host(),
+            cert_path: bundle.dir.clone(),
+            config_dir,
+        }
+    }
+
+    /// Uses this docker config directory (for `HttpHeaders`).
+    pub fn with_config_dir(mut self, dir: PathBuf) -> Docker {
+        self.config_dir = dir;
+        self
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new("docker");
+        cmd.env("DOCKER_HOST", &self.host)
+            .env("DOCKER_TLS_VERIFY", "1")
+            .env("DOCKER_CERT_PATH", &self.cert_path)
+            .env("DOCKER_CONFIG", &self.config_dir)
+            .env("DOCKER_BUILDKIT", "0")
+            .env_remove("DOCKER_CONTEXT")
+            .args(args);
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        super::run_with_deadline(self.command(args), None, Duration::from_secs(300))
+    }
+
+    pub fn run_stdin(&self, args: &[&str], stdin: &[u8]) -> Output {
+        super::run_with_deadline(self.command(args), Some(stdin), Duration::from_secs(300))
+    }
+
+    /// Runs and insists on success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "docker {args:?} failed ({}):\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs and insists on failure; returns stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            !out.status.success(),
+            "docker {args:?} should have failed:\nstdout: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+}

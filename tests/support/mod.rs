@@ -1,0 +1,66 @@
+//! Test harness shared by the integration tests: a private `dockerd` on a
+//! temporary socket, a local busybox image, a test PKI generated in code,
+//! and moat itself started in-process on port 0.
+//!
+//! The engine and the PKI are created once per test binary. The engine is
+//! started under a small watchdog shell that stops it (and removes its
+//! directory) as soon as the test process exits, since Rust runs no
+//! destructors for statics.
+
+#![allow(dead_code)]
+
+pub mod docker;
+pub mod engine;
+pub mod moat;
+pub mod pki;
+pub mod raw;
+
+pub use docker::Docker;
+pub use engine::{engine, image};
+pub use moat::{Moat, MoatOptions};
+pub use pki::{pki, Bundle};
+
+/// The repository root.
+pub fn repo() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs a command with a deadline (a hang guard, not a timing assertion).
+pub fn run_with_deadline(
+    mut cmd: std::process::Command,
+    stdin: Option<&[u8]>,
+    deadline: std::time::Duration,
+) -> std::process::Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn command");
+    if let Some(input) = stdin {
+        let mut pipe = child.stdin.take().expect("stdin");
+        let input = input.to_vec();
+        std::thread::spawn(move || {
+            let _ = pipe.write_all(&input);
+        });
+    }
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(deadline) {
+        Ok(out) => out.expect("wait for command"),
+        Err(_) => {
+            let _ = std::process::Command::new("kill")
+                .arg("-9")
+                .arg(pid.to_string())
+                .status();
+            panic!("command did not finish within {deadline:?}: {cmd:?}");
+        }
+    }
+}
