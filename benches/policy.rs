@@ -113,7 +113,10 @@ fn report(label: &str, mut times: Vec<Duration>) {
 }
 
 fn main() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+    // MOAT_BENCH_POLICY_DIR benches another pack (it must allow the request).
+    let dir = std::env::var_os("MOAT_BENCH_POLICY_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("policies"));
     let policy = Policy::load(&config::Policy { dir }, &config::Limits::default()).unwrap();
     let doc = input();
     println!(

@@ -21,7 +21,25 @@ else := body if op == "ContainerUpdate"
 
 else := {}
 
-list(x) := x if is_array(x)
+# Null-safe lists of the ContainerCreate fields the rules read. Rules, not
+# functions: each is computed once per evaluation.
+cap_add := host_config.CapAdd if is_array(host_config.CapAdd)
+
+else := []
+
+security_opt := host_config.SecurityOpt if is_array(host_config.SecurityOpt)
+
+else := []
+
+mounts := host_config.Mounts if is_array(host_config.Mounts)
+
+else := []
+
+volumes_from := host_config.VolumesFrom if is_array(host_config.VolumesFrom)
+
+else := []
+
+bind_mounts := input.BindMounts if is_array(input.BindMounts)
 
 else := []
 
@@ -60,7 +78,9 @@ deny contains msg if {
 	restricted
 	op == "ContainerCreate"
 	some field, flag in namespace_flags
-	lower(str(host_config[field])) == "host"
+	mode := host_config[field]
+	is_string(mode)
+	lower(mode) == "host"
 	msg := sprintf("%s policy: host namespaces are not allowed (HostConfig.%s=host); ask an admin or drop %s", [label, field, flag])
 }
 
@@ -94,7 +114,7 @@ cap_name(c) := upper(trim_prefix(upper(c), "CAP_"))
 deny contains msg if {
 	restricted
 	op == "ContainerCreate"
-	some cap in list(host_config.CapAdd)
+	some cap in cap_add
 	not cap_name(cap) in data.moat.allowed_capabilities
 	msg := sprintf("%s policy: capability %s is not in the allowlist (HostConfig.CapAdd, data.moat.allowed_capabilities); ask an admin or drop --cap-add %s", [label, cap_name(cap), cap])
 }
@@ -110,7 +130,9 @@ device_fields := {
 deny contains msg if {
 	restricted
 	some field, flag in device_fields
-	count(list(resources[field])) > 0
+	devices := resources[field]
+	is_array(devices)
+	count(devices) > 0
 	msg := sprintf("%s policy: host devices are not allowed (%s); ask an admin or drop %s", [label, field, flag])
 }
 
@@ -119,7 +141,7 @@ deny contains msg if {
 deny contains msg if {
 	restricted
 	op == "ContainerCreate"
-	some opt in list(host_config.SecurityOpt)
+	some opt in security_opt
 	parts := regex.find_all_string_submatch_n(`^(seccomp|apparmor|systempaths)[=:]unconfined$`, lower(opt), 1)
 	count(parts) > 0
 	msg := sprintf("%s policy: %s=unconfined is not allowed (HostConfig.SecurityOpt); ask an admin or drop --security-opt %s", [label, parts[0][1], opt])
@@ -128,7 +150,7 @@ deny contains msg if {
 deny contains msg if {
 	restricted
 	op == "ContainerCreate"
-	some opt in list(host_config.SecurityOpt)
+	some opt in security_opt
 	regex.match(`^seccomp[=:]`, lower(opt))
 	not regex.match(`^seccomp[=:](unconfined|builtin)$`, lower(opt))
 	msg := sprintf("%s policy: custom seccomp profiles are not allowed (HostConfig.SecurityOpt); ask an admin or drop --security-opt seccomp=...", [label])
@@ -137,7 +159,7 @@ deny contains msg if {
 deny contains msg if {
 	restricted
 	op == "ContainerCreate"
-	some opt in list(host_config.SecurityOpt)
+	some opt in security_opt
 	regex.match(`^label[=:]disable$`, lower(opt))
 	msg := sprintf("%s policy: disabling SELinux labels is not allowed (HostConfig.SecurityOpt label=disable); ask an admin or drop --security-opt label=disable", [label])
 }
@@ -155,14 +177,17 @@ deny contains msg if {
 deny contains msg if {
 	restricted
 	op == "ContainerCreate"
-	runtime := str(host_config.Runtime)
+	runtime := host_config.Runtime
+	is_string(runtime)
 	not runtime in {"", "runc"}
 	msg := sprintf("%s policy: custom runtimes are not allowed (HostConfig.Runtime=%s); ask an admin or drop --runtime", [label, runtime])
 }
 
 deny contains msg if {
 	restricted
-	str(resources.CgroupParent) != ""
+	parent := resources.CgroupParent
+	is_string(parent)
+	parent != ""
 	msg := sprintf("%s policy: a custom cgroup parent is not allowed (CgroupParent); ask an admin or drop --cgroup-parent", [label])
 }
 
@@ -193,7 +218,7 @@ else := m.Source
 deny contains msg if {
 	restricted
 	op == "ContainerCreate"
-	some m in list(input.BindMounts)
+	some m in bind_mounts
 	not under_allowed_root(bind_path(m))
 	msg := sprintf("%s policy: bind mounts of %s are not allowed (HostConfig.Binds/Mounts; allowed roots: data.moat.allowed_bind_roots); ask an admin or use a named volume", [label, m.Source])
 }
@@ -201,7 +226,7 @@ deny contains msg if {
 deny contains msg if {
 	restricted
 	op == "ContainerCreate"
-	some m in list(input.BindMounts)
+	some m in bind_mounts
 	some path in [m.Source, bind_path(m)]
 	contains(path, "docker.sock")
 	msg := sprintf("%s policy: mounting the Docker socket is not allowed (%s); ask an admin", [label, m.Source])
@@ -211,7 +236,7 @@ deny contains msg if {
 deny contains msg if {
 	restricted
 	op == "ContainerCreate"
-	some m in list(host_config.Mounts)
+	some m in mounts
 	not m.Type in {"volume", "tmpfs", "image", "bind"}
 	msg := sprintf("%s policy: mounts of type %v are not allowed (HostConfig.Mounts); use a named volume or tmpfs", [label, object.get(m, "Type", null)])
 }
@@ -226,7 +251,7 @@ bind_like_options(opts) if startswith(str(opts.device), "/")
 deny contains msg if {
 	restricted
 	op == "ContainerCreate"
-	some m in list(host_config.Mounts)
+	some m in mounts
 	m.Type == "volume"
 	opts := object.get(object.get(object.get(m, "VolumeOptions", {}), "DriverConfig", {}), "Options", {})
 	is_object(opts)
@@ -246,7 +271,7 @@ deny contains msg if {
 deny contains msg if {
 	restricted
 	op == "ContainerCreate"
-	count(list(host_config.VolumesFrom)) > 0
+	count(volumes_from) > 0
 	msg := sprintf("%s policy: sharing another container's volumes is not allowed (HostConfig.VolumesFrom); ask an admin or drop --volumes-from", [label])
 }
 
