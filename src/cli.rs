@@ -54,6 +54,13 @@ enum Command {
 /// Parses the command line, runs the command and maps failure to a one-line
 /// reason and exit code 1 (clap's own usage errors exit 2).
 pub fn main() -> ExitCode {
+    // regorus captures a backtrace for every internal error when
+    // RUST_BACKTRACE is set, which serializes evaluation across threads.
+    // Library backtraces are off unless asked for explicitly; this runs
+    // before any thread exists.
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
+        std::env::set_var("RUST_LIB_BACKTRACE", "0");
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(a) => serve::run(a),
