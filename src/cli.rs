@@ -85,8 +85,16 @@ mod tests {
     #[test]
     fn up_flags_given_twice_take_the_last_value() {
         let cli = Cli::try_parse_from([
-            "moat", "up", "--dir", "/a", "--listen", "0.0.0.0:2376", "--listen", "127.0.0.1:1",
-            "--dir", "/b",
+            "moat",
+            "up",
+            "--dir",
+            "/a",
+            "--listen",
+            "0.0.0.0:2376",
+            "--listen",
+            "127.0.0.1:1",
+            "--dir",
+            "/b",
         ])
         .unwrap();
         let Command::Up(a) = cli.command else {

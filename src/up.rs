@@ -151,18 +151,17 @@ pub async fn prepare(opts: &UpOptions) -> Result<Prepared, UpError> {
     // Fail before touching anything when there is no engine to serve.
     let planned = match layout.config.exists() {
         true => Config::load(&layout.config)?,
-        false => Config::parse(
-            &render_config(opts.listen, opts.metrics),
-            &layout.config,
-        )?,
+        false => Config::parse(&render_config(opts.listen, opts.metrics), &layout.config)?,
     };
     match &opts.engine_socket {
-        Some(socket) => engine::ping(socket, PING_TIMEOUT).await.map_err(|source| {
-            UpError::EngineSocket {
-                socket: socket.clone(),
-                source,
-            }
-        })?,
+        Some(socket) => {
+            engine::ping(socket, PING_TIMEOUT)
+                .await
+                .map_err(|source| UpError::EngineSocket {
+                    socket: socket.clone(),
+                    source,
+                })?
+        }
         None => {
             if let Some(b) = &planned.engine.bundled {
                 engine::find_dockerd(b)?;
@@ -247,7 +246,10 @@ pub fn ensure_state(
             "# Revoked token ids (the `jti` that `moat token issue` prints), one a line.\n\
              # moat reloads this file when it changes.\n",
         )
-        .map_err(io(&layout.revoked_tokens, "cannot write the token revocation list"))?;
+        .map_err(io(
+            &layout.revoked_tokens,
+            "cannot write the token revocation list",
+        ))?;
     }
 
     if !layout.policies.exists() {
@@ -333,7 +335,10 @@ pub fn instructions(
     let host = docker_host(tls);
     let mut out = String::new();
     let engine = if prepared.bundled {
-        format!("bundled dockerd on {}", prepared.config.engine.socket.display())
+        format!(
+            "bundled dockerd on {}",
+            prepared.config.engine.socket.display()
+        )
     } else {
         format!("the engine on {}", prepared.config.engine.socket.display())
     };

@@ -44,7 +44,10 @@ fn generated_config_parses_and_matches_the_layout() {
     assert_eq!(c.tls.crl.as_deref(), Some(layout.pki.crl.as_path()));
     assert_eq!(c.tls.client_cert, ClientCert::Optional);
     assert_eq!(c.engine.socket, layout.engine_socket);
-    assert_eq!(layout.engine_socket.parent(), Some(layout.engine_dir.as_path()));
+    assert_eq!(
+        layout.engine_socket.parent(),
+        Some(layout.engine_dir.as_path())
+    );
     let b = c.engine.bundled.as_ref().unwrap();
     assert_eq!(b.root, layout.engine_data);
     assert_eq!(b.dockerd, Path::new("dockerd"));
@@ -103,7 +106,10 @@ fn first_run_creates_everything_and_later_runs_reuse_it() {
     let server = std::fs::read(&layout.pki.server_cert).unwrap();
     let (_, pem) = x509_parser::pem::parse_x509_pem(&server).unwrap();
     let cert = pem.parse_x509().unwrap();
-    let sans = format!("{:?}", cert.subject_alternative_name().unwrap().unwrap().value);
+    let sans = format!(
+        "{:?}",
+        cert.subject_alternative_name().unwrap().unwrap().value
+    );
     for want in [
         "IPAddress([10, 9, 8, 7])",
         "DNSName(\"localhost\")",
@@ -182,7 +188,11 @@ fn docker_host_and_sans_from_the_listen_address() {
         ("0.0.0.0:2376", "tcp://127.0.0.1:2376", vec![]),
         ("[::]:2376", "tcp://localhost:2376", vec![]),
         ("[::1]:40000", "tcp://[::1]:40000", vec!["::1"]),
-        ("192.168.1.20:2376", "tcp://192.168.1.20:2376", vec!["192.168.1.20"]),
+        (
+            "192.168.1.20:2376",
+            "tcp://192.168.1.20:2376",
+            vec!["192.168.1.20"],
+        ),
     ] {
         assert_eq!(docker_host(addr(listen)), host, "{listen}");
         assert_eq!(listen_sans(addr(listen)), sans, "{listen}");
@@ -210,7 +220,10 @@ fn instructions_print_exports_with_the_absolute_bundle_path() {
     assert!(layout.admin_bundle.is_absolute());
     assert!(text.contains("docker context create moat"), "{text}");
     assert!(
-        text.contains(&format!("moat certs issue --dir {}", layout.pki.dir.display())),
+        text.contains(&format!(
+            "moat certs issue --dir {}",
+            layout.pki.dir.display()
+        )),
         "{text}"
     );
     assert!(

@@ -222,11 +222,25 @@ fn up_exports_drive_the_docker_cli_tokens_work_and_a_second_up_refuses() {
     up.import_image();
 
     // run --rm
-    let out = up.docker_ok(&["run", "--rm", "--network", "none", IMAGE, "echo", "hello from moat up"], None);
+    let out = up.docker_ok(
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            IMAGE,
+            "echo",
+            "hello from moat up",
+        ],
+        None,
+    );
     assert_eq!(out.trim(), "hello from moat up");
 
     // exec -i
-    let id = up.docker_ok(&["run", "-d", "--network", "none", IMAGE, "sleep", "300"], None);
+    let id = up.docker_ok(
+        &["run", "-d", "--network", "none", IMAGE, "sleep", "300"],
+        None,
+    );
     let id = id.trim();
     let out = up.docker_ok(&["exec", "-i", id, "cat"], Some(b"through exec -i\n"));
     assert_eq!(out, "through exec -i\n");
@@ -273,7 +287,11 @@ fn up_exports_drive_the_docker_cli_tokens_work_and_a_second_up_refuses() {
         ],
         None,
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
     let token_dir = dir.with_extension("token-client");
     std::fs::create_dir_all(&token_dir).unwrap();
@@ -290,7 +308,15 @@ fn up_exports_drive_the_docker_cli_tokens_work_and_a_second_up_refuses() {
         .env("DOCKER_CERT_PATH", &token_dir)
         .env("DOCKER_CONFIG", &token_dir)
         .env_remove("DOCKER_CONTEXT")
-        .args(["run", "--rm", "--network", "none", IMAGE, "echo", "token ok"]);
+        .args([
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            IMAGE,
+            "echo",
+            "token ok",
+        ]);
     let out = run_with_deadline(cmd, None, Duration::from_secs(120));
     assert!(
         out.status.success(),
@@ -327,7 +353,10 @@ fn up_exports_drive_the_docker_cli_tokens_work_and_a_second_up_refuses() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("another moat is running"), "{err}");
-    assert!(err.contains(&dir.join("moat.lock").display().to_string()), "{err}");
+    assert!(
+        err.contains(&dir.join("moat.lock").display().to_string()),
+        "{err}"
+    );
     // The first one still serves.
     assert_eq!(raw::status(&get(up.tls, &up.admin(), "/_ping")), 200);
 }
@@ -385,7 +414,11 @@ fn engine_crash_503_recovery_clean_stop_and_restart_reuses_the_pki() {
 
     // SIGTERM: moat exits cleanly and no engine process is left.
     let status = up.stop().unwrap();
-    assert!(status.success(), "moat up exited with {status}\n{}", up.log());
+    assert!(
+        status.success(),
+        "moat up exited with {status}\n{}",
+        up.log()
+    );
     let left = processes_referencing(&dir);
     assert!(left.is_empty(), "processes left behind: {left:#?}");
 
@@ -415,12 +448,25 @@ fn engine_socket_serves_an_existing_engine_without_starting_one() {
     let dir = state_dir("extern");
     let up = Up::start_with(&dir, &["--engine-socket", engine.socket.to_str().unwrap()]);
     assert!(
-        up.stdout
-            .contains(&format!("engine: the engine on {}", engine.socket.display())),
+        up.stdout.contains(&format!(
+            "engine: the engine on {}",
+            engine.socket.display()
+        )),
         "{}",
         up.stdout
     );
-    let out = up.docker_ok(&["run", "--rm", "--network", "none", IMAGE, "echo", "external"], None);
+    let out = up.docker_ok(
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            IMAGE,
+            "echo",
+            "external",
+        ],
+        None,
+    );
     assert_eq!(out.trim(), "external");
     assert!(!dir.join("engine/dockerd.pid").exists());
     assert!(processes_referencing(&dir.join("engine")).is_empty());
@@ -463,7 +509,13 @@ fn extra_args_with_a_tcp_host_are_refused_at_config_load() {
     for args in [
         vec!["config", "check", config.to_str().unwrap()],
         vec!["serve", "--config", config.to_str().unwrap()],
-        vec!["up", "--dir", dir.to_str().unwrap(), "--listen", "127.0.0.1:0"],
+        vec![
+            "up",
+            "--dir",
+            dir.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ],
     ] {
         let out = moat(&args, None);
         assert!(!out.status.success(), "{args:?} accepted a TCP host");
@@ -487,7 +539,13 @@ fn no_dockerd_fails_in_one_line_naming_docker_io() {
     let empty = dir.with_extension("empty-path");
     std::fs::create_dir_all(&empty).unwrap();
     let out = moat(
-        &["up", "--dir", dir.to_str().unwrap(), "--listen", "127.0.0.1:0"],
+        &[
+            "up",
+            "--dir",
+            dir.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ],
         Some(&empty),
     );
     assert!(!out.status.success());
@@ -495,7 +553,10 @@ fn no_dockerd_fails_in_one_line_naming_docker_io() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("dockerd not found"), "{err}");
     assert!(err.contains("apt-get install docker.io"), "{err}");
-    assert!(!dir.join("moat.lock").exists(), "it should fail before taking the lock");
+    assert!(
+        !dir.join("moat.lock").exists(),
+        "it should fail before taking the lock"
+    );
 
     // An --engine-socket that nothing answers on is refused just as clearly.
     let out = moat(
