@@ -33,6 +33,10 @@ enum Command {
     /// Serve the gateway with a config file.
     Serve(serve::Args),
     /// Generate what is missing under a directory, start a bundled engine and serve.
+    ///
+    /// A repeated flag overrides the earlier one, so that arguments given
+    /// to `docker run IMAGE --listen ADDR` override the image's entrypoint.
+    #[command(args_override_self = true)]
     Up(up::Args),
     /// Check a config file.
     #[command(subcommand)]
@@ -78,5 +82,32 @@ pub fn main() -> ExitCode {
             eprintln!("moat: {}", format!("{e:#}").replace('\n', " "));
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn up_flags_given_twice_take_the_last_value() {
+        let cli = Cli::try_parse_from([
+            "moat",
+            "up",
+            "--dir",
+            "/a",
+            "--listen",
+            "0.0.0.0:2376",
+            "--listen",
+            "127.0.0.1:1",
+            "--dir",
+            "/b",
+        ])
+        .unwrap();
+        let Command::Up(a) = cli.command else {
+            panic!("not up")
+        };
+        assert_eq!(a.dir, std::path::Path::new("/b"));
+        assert_eq!(a.listen, Some("127.0.0.1:1".parse().unwrap()));
     }
 }

@@ -46,3 +46,4 @@ pub mod policy;
 pub mod respond;
 pub mod server;
 pub mod tls;
+pub mod up;
