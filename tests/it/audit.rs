@@ -642,3 +642,140 @@ fn readyz_follows_the_engine_and_healthz_stays_up() {
     wait_for(200);
     assert_eq!(sample(&scrape(&moat), "moat_engine_up"), 1.0);
 }
+
+/// Reads one HTTP/1.1 response (Content-Length or chunked body): its status
+/// and `X-Moat-Request-Id`.
+fn read_response(r: &mut impl BufRead) -> std::io::Result<(u16, String)> {
+    let mut status = 0;
+    let mut id = String::new();
+    let mut length = 0usize;
+    let mut chunked = false;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if r.read_line(&mut line)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        let l = line.trim_end();
+        if l.is_empty() {
+            break;
+        }
+        if status == 0 {
+            status = raw::status(l);
+        } else if let Some((k, v)) = l.split_once(':') {
+            let (k, v) = (k.to_ascii_lowercase(), v.trim());
+            match k.as_str() {
+                "content-length" => length = v.parse().unwrap_or(0),
+                "transfer-encoding" => chunked = v.eq_ignore_ascii_case("chunked"),
+                "x-moat-request-id" => id = v.to_string(),
+                _ => {}
+            }
+        }
+    }
+    if chunked {
+        loop {
+            line.clear();
+            r.read_line(&mut line)?;
+            let size = usize::from_str_radix(line.trim(), 16)
+                .map_err(|_| std::io::Error::other(format!("bad chunk size {line:?}")))?;
+            let mut skip = vec![0; size + 2];
+            r.read_exact(&mut skip)?;
+            if size == 0 {
+                break;
+            }
+        }
+    } else {
+        let mut skip = vec![0; length];
+        r.read_exact(&mut skip)?;
+    }
+    Ok((status, id))
+}
+
+#[test]
+fn no_record_is_lost_under_200_concurrent_clients() {
+    const CLIENTS: usize = 200;
+    let moat = Moat::start();
+    let bundle = pki().client("loader", "admin");
+    // Every client connects first, then all send for the same 10 s.
+    let ready = std::sync::Arc::new(std::sync::Barrier::new(CLIENTS + 1));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let threads: Vec<_> = (0..CLIENTS)
+        .map(|i| {
+            let (bundle, ready, stop, addr) =
+                (bundle.clone(), ready.clone(), stop.clone(), moat.addr);
+            std::thread::spawn(move || -> Result<Vec<(u16, String)>, String> {
+                let tls = raw::connect(addr, &bundle);
+                ready.wait();
+                let mut conn = BufReader::new(tls.map_err(|e| format!("client {i}: {e}"))?);
+                let path = if i % 2 == 0 {
+                    "/_ping"
+                } else {
+                    "/v1.41/containers/json"
+                };
+                let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+                let mut got = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    conn.get_mut()
+                        .write_all(req.as_bytes())
+                        .map_err(|e| format!("client {i} write: {e}"))?;
+                    got.push(
+                        read_response(&mut conn).map_err(|e| format!("client {i} read: {e}"))?,
+                    );
+                }
+                Ok(got)
+            })
+        })
+        .collect();
+    ready.wait();
+    std::thread::sleep(Duration::from_secs(10));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut responses: Vec<(u16, String)> = Vec::new();
+    for t in threads {
+        responses.extend(t.join().unwrap().unwrap());
+    }
+    assert!(responses.len() >= CLIENTS, "{} responses", responses.len());
+    let ids: HashSet<&str> = responses.iter().map(|(_, id)| id.as_str()).collect();
+    assert_eq!(ids.len(), responses.len(), "every response has its own id");
+    let statuses: HashSet<u16> = responses.iter().map(|(s, _)| *s).collect();
+    assert_eq!(statuses, HashSet::from([200]), "all were answered");
+
+    // The completion records land asynchronously: wait for the count to
+    // reach the responses (it must not pass them either).
+    let count = || -> usize {
+        std::fs::read_to_string(&moat.audit_file)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(r#""stage":"complete""#) && l.contains(r#""name":"loader""#))
+            .count()
+    };
+    poll("every completion record", Duration::from_secs(120), || {
+        let n = count();
+        if n >= responses.len() {
+            Ok(())
+        } else {
+            Err(format!("{n} records for {} responses", responses.len()))
+        }
+    });
+    let file = moat.audit_file.clone();
+    moat.stop();
+    let records: Vec<Value> = std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|r: &Value| r["stage"] == "complete" && name_of(r) == "loader")
+        .collect();
+    assert_eq!(records.len(), responses.len());
+    let mut per_op: HashMap<&str, usize> = HashMap::new();
+    for r in &records {
+        assert!(ids.contains(r["id"].as_str().unwrap()), "{r}");
+        *per_op
+            .entry(r["request"]["operation"].as_str().unwrap())
+            .or_default() += 1;
+    }
+    assert_eq!(
+        per_op.keys().copied().collect::<HashSet<_>>(),
+        HashSet::from(["SystemPing", "ContainerList"])
+    );
+    let (ok, out) = verify(&[&file]);
+    assert!(ok, "{out}");
+}
