@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -603,7 +603,10 @@ fn metrics_count_authentication_failures() {
 }
 
 #[test]
-fn readyz_follows_the_engine_and_healthz_stays_up() {
+/// Also the regression test for a bug: `/readyz` pinged over the pooled
+/// engine connection, which outlives the socket path, so it stayed ready
+/// while every new connection (each hijack, for one) failed.
+fn readyz_follows_the_engine_not_a_pooled_connection_and_healthz_stays_up() {
     let dir = tempfile::Builder::new()
         .prefix("moat-ready-")
         .tempdir_in("/tmp")
@@ -628,6 +631,8 @@ fn readyz_follows_the_engine_and_healthz_stays_up() {
         })
     };
     wait_for(200);
+    // A request leaves a keep-alive connection to the engine in moat's pool.
+    Docker::new(&moat, &pki().client("rita", "admin")).ok(&["ps"]);
     // The engine goes away.
     std::fs::remove_file(&socket).unwrap();
     let body = wait_for(503);
