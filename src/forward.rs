@@ -207,15 +207,28 @@ impl Upstream {
             })
     }
 
-    /// `GET /_ping`, for readiness.
+    /// `GET /_ping`, for readiness, over a fresh connection: a pooled
+    /// keep-alive connection can outlive the socket path (engine restarted
+    /// elsewhere, socket removed), and then new requests and every hijack,
+    /// which connect anew, fail while a pooled ping still succeeds.
     pub async fn ping(&self) -> Result<(), ForwardError> {
-        let req = Self::request(
-            Method::GET,
-            "/_ping",
-            HeaderMap::new(),
-            crate::respond::full(bytes::Bytes::new()),
-        )?;
-        let resp = tokio::time::timeout(Duration::from_secs(2), self.send(req))
+        let mut req = Request::new(crate::respond::full(bytes::Bytes::new()));
+        *req.uri_mut() = Uri::from_static("/_ping");
+        req.headers_mut()
+            .insert(header::HOST, HeaderValue::from_static("docker"));
+        let attempt = async {
+            let io = UnixStream::connect(&*self.socket)
+                .await
+                .map_err(|_| ForwardError::Unreachable)?;
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+                .await
+                .map_err(|_| ForwardError::Unreachable)?;
+            let driver = tokio::spawn(conn);
+            let resp = sender.send_request(req).await;
+            driver.abort();
+            resp.map_err(|_| ForwardError::Failed)
+        };
+        let resp = tokio::time::timeout(Duration::from_secs(2), attempt)
             .await
             .map_err(|_| ForwardError::Unreachable)??;
         if resp.status().is_success() {
