@@ -13,3 +13,4 @@ mod gateway;
 mod identity;
 mod limits;
 mod up;
+mod policy;
