@@ -12,5 +12,5 @@ mod faults;
 mod gateway;
 mod identity;
 mod limits;
-mod up;
 mod policy;
+mod up;
