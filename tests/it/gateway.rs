@@ -233,6 +233,24 @@ fn save_and_load_a_200mb_image_keeps_its_id() {
     assert!(!d.run(&["image", "inspect", &tag]).status.success());
     d.ok(&["load", "-i", tar.to_str().unwrap()]);
     assert_eq!(d.ok(&["image", "inspect", "--format", "{{.Id}}", &tag]), id);
+    // And as a pipe, both ends through moat at once.
+    let pipe = format!("docker save {tag} | docker load");
+    let sh = d.command(&[]);
+    let mut cmd = std::process::Command::new("sh");
+    for (k, v) in sh.get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    cmd.args(["-c", &pipe]);
+    let out = support::run_with_deadline(cmd, None, Duration::from_secs(300));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(d.ok(&["image", "inspect", "--format", "{{.Id}}", &tag]), id);
     d.ok(&["rmi", &tag]);
 }
 

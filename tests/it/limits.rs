@@ -91,3 +91,60 @@ fn shutdown_closes_streams_after_the_grace_period() {
     let mut rest = Vec::new();
     let _ = tls.read_to_end(&mut rest);
 }
+
+#[test]
+fn connections_beyond_max_connections_wait_until_one_closes() {
+    let moat = Moat::start_with(MoatOptions {
+        limits_yaml: Some("  max_connections: 2\n  shutdown_grace: 2s\n".into()),
+        ..Default::default()
+    });
+    let bundle = pki().client("alice", "admin");
+    let ping = b"GET /_ping HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut c = raw::connect(moat.addr, &bundle).unwrap();
+        c.write_all(ping).unwrap();
+        let mut head = [0u8; 12];
+        c.read_exact(&mut head).unwrap();
+        assert_eq!(&head, b"HTTP/1.1 200");
+        held.push(c);
+    }
+    // The third connection is accepted by the kernel but not served.
+    let third = std::thread::spawn(move || {
+        let mut c = raw::connect(moat.addr, &bundle).unwrap();
+        c.write_all(ping).unwrap();
+        let mut head = [0u8; 12];
+        c.read_exact(&mut head).unwrap();
+        head
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        !third.is_finished(),
+        "a third connection was served while two were open"
+    );
+    drop(held.pop());
+    let head = third.join().unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+}
+
+#[test]
+fn idle_keep_alive_connections_are_closed() {
+    let moat = Moat::start_with(MoatOptions {
+        limits_yaml: Some("  idle_timeout: 1s\n  shutdown_grace: 2s\n".into()),
+        ..Default::default()
+    });
+    let bundle = pki().client("alice", "admin");
+    let mut c = raw::connect(moat.addr, &bundle).unwrap();
+    c.write_all(b"GET /_ping HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    // Read the whole first response, then nothing more arrives: moat must
+    // close the idle connection by itself (read_to_end returns).
+    let mut all = Vec::new();
+    let r = c.read_to_end(&mut all);
+    let text = String::from_utf8_lossy(&all);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(
+        r.is_ok() || matches!(r, Err(ref e) if e.kind() == std::io::ErrorKind::UnexpectedEof),
+        "the connection was not closed by moat: {r:?}"
+    );
+}
