@@ -1,15 +1,35 @@
-//! The audit trail: one JSON line per request stage, hash-chained.
+//! The audit trail: one JSON line per request stage, hash-chained so that an
+//! edited, deleted, inserted or reordered line is detectable.
 //!
-//! PLACEHOLDER until the audit writer lands: the record shape is final, the
-//! writer discards.
+//! The pipeline fills a [`Record`] and awaits [`Auditor::record`], which
+//! returns only once the line is written (see `audit.sync`). One writer thread
+//! owns the file ([`writer`]); producers queue through a bounded channel and
+//! wait when it is full, so records are never dropped. Secrets in request
+//! bodies are removed by [`redact`] before anything is queued. The chain is
+//! checked by [`verify`] (`moat audit verify`). The format is documented in
+//! `docs/audit.md`.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::config;
 use crate::metrics::Metrics;
+
+mod chain;
+mod redact;
+mod verify;
+mod writer;
+
+#[cfg(test)]
+mod tests;
+
+pub use chain::GENESIS;
+pub use redact::{redact, redact_params, REDACTED};
+pub use verify::{verify, verify_report, Verified, VerifyError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -38,6 +58,8 @@ pub struct RequestRecord {
     pub operation: String,
     pub params: BTreeMap<String, String>,
     /// The inspected body (audit.level `request` only), secrets redacted.
+    /// The caller passes the body as parsed; [`Auditor::record`] drops it at
+    /// level `metadata` and redacts it at level `request`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub body: Option<serde_json::Value>,
 }
@@ -73,19 +95,123 @@ pub struct Record {
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
-    #[error("the audit log cannot be written")]
-    Unavailable,
+    /// The record was not written; the pipeline answers 503 unless
+    /// `audit.on_failure: allow`.
+    #[error("audit log cannot be written: {0}; refusing state-changing requests (audit.on_failure: deny)")]
+    Unavailable(String),
+    /// `Auditor::open` could not prepare the log (directory, last line).
+    #[error("audit log {path} cannot be opened: {reason} (check audit.file and its directory)")]
+    Open { path: PathBuf, reason: String },
 }
 
-pub struct Auditor;
+/// One queued record: its serialized body (without `ts`/`prev`) and the
+/// channel the writer answers on once the line is written.
+struct Job {
+    fragment: String,
+    ack: oneshot::Sender<Result<(), String>>,
+}
+
+/// What the writer last saw, for `/readyz`.
+#[derive(Default)]
+struct Health {
+    /// `None` after a successful write; the reason after a failed one.
+    last_error: Mutex<Option<writer::WriteFailure>>,
+}
+
+/// The audit log. Cheap to share behind an `Arc`; all methods take `&self`.
+pub struct Auditor {
+    tx: mpsc::Sender<Job>,
+    level: config::AuditLevel,
+    path: PathBuf,
+    health: Arc<Health>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
 
 impl Auditor {
-    pub async fn open(_cfg: &config::Audit, _metrics: Arc<Metrics>) -> Result<Self, AuditError> {
-        Ok(Auditor)
+    /// Creates the directory if missing, continues the chain from the last
+    /// line of an existing log (or of `audit.log.1` when the log is empty)
+    /// and starts the writer thread.
+    pub async fn open(cfg: &config::Audit, metrics: Arc<Metrics>) -> Result<Self, AuditError> {
+        let health = Arc::new(Health::default());
+        let w =
+            writer::Writer::open(cfg, metrics, health.clone()).map_err(|e| AuditError::Open {
+                path: cfg.file.clone(),
+                reason: e.to_string(),
+            })?;
+        let (tx, rx) = mpsc::channel(cfg.queue.max(1));
+        let thread = std::thread::Builder::new()
+            .name("moat-audit".into())
+            .spawn(move || w.run(rx))
+            .map_err(|e| AuditError::Open {
+                path: cfg.file.clone(),
+                reason: format!("cannot start the writer thread: {e}"),
+            })?;
+        Ok(Auditor {
+            tx,
+            level: cfg.level,
+            path: cfg.file.clone(),
+            health,
+            thread: Mutex::new(Some(thread)),
+        })
     }
 
-    /// Writes one record; returns once it is written as `audit.sync` asks.
-    pub async fn record(&self, _rec: Record) -> Result<(), AuditError> {
-        Ok(())
+    /// Writes one record; returns once it is written as `audit.sync` asks:
+    /// fsynced for `always`, handed to the OS for `batch` (fsynced within
+    /// `audit.batch_interval`). Waits while the queue is full.
+    pub async fn record(&self, mut rec: Record) -> Result<(), AuditError> {
+        rec.request.body = match self.level {
+            config::AuditLevel::Metadata => None,
+            config::AuditLevel::Request => rec
+                .request
+                .body
+                .take()
+                .map(|b| redact(&rec.request.operation, &b)),
+        };
+        redact_params(&mut rec.request.params);
+        let fragment = chain::fragment(&rec)
+            .map_err(|e| AuditError::Unavailable(format!("the record cannot be encoded: {e}")))?;
+        let (ack, done) = oneshot::channel();
+        self.tx
+            .send(Job { fragment, ack })
+            .await
+            .map_err(|_| AuditError::Unavailable("the audit writer has stopped".into()))?;
+        match done.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(reason)) => Err(AuditError::Unavailable(reason)),
+            Err(_) => Err(AuditError::Unavailable(
+                "the audit writer stopped before answering".into(),
+            )),
+        }
+    }
+
+    /// For `/readyz`: `Err(reason)` when the log's directory cannot be
+    /// opened for writing right now, or when the last write failed for lack
+    /// of space and the file system is still full. Does not wait for the
+    /// writer.
+    pub fn writable(&self) -> Result<(), String> {
+        let last = match self.health.last_error.lock() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        };
+        writer::probe(&self.path, last.as_ref())
+    }
+
+    /// The log file this auditor writes.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Stops accepting records, lets the writer finish the queued ones,
+    /// fsync and exit. Records sent after this fail.
+    pub async fn close(self) {
+        let Auditor { tx, thread, .. } = self;
+        drop(tx);
+        let handle = match thread.lock() {
+            Ok(mut g) => g.take(),
+            Err(p) => p.into_inner().take(),
+        };
+        if let Some(h) = handle {
+            let _ = tokio::task::spawn_blocking(move || h.join()).await;
+        }
     }
 }

@@ -32,6 +32,7 @@ pub mod hijack;
 pub mod identity;
 pub mod metrics;
 pub mod pipeline;
+pub mod pki;
 pub mod policy;
 pub mod respond;
 pub mod server;

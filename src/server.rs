@@ -52,6 +52,8 @@ pub enum ServeError {
     Audit(#[from] crate::audit::AuditError),
     #[error("auth.tokens: {0}")]
     Tokens(#[from] token::TokenError),
+    #[error("reload: {0}")]
+    Reload(#[from] crate::tls::reload::ReloadError),
 }
 
 /// Everything a request needs, shared by all connections.
@@ -234,12 +236,15 @@ impl Server {
     }
 
     /// Serves until `shutdown` fires, then drains within the grace period.
-    pub async fn run(self, shutdown: CancellationToken) {
+    /// Fails only if a watcher that security depends on (certificate and
+    /// CRL reload) cannot be started.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), ServeError> {
         let Server {
             gateway,
             listener,
             metrics_listener,
         } = self;
+        crate::tls::reload::spawn(gateway.clone(), shutdown.clone())?;
         tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "moat listening (mutual TLS)");
         let limit = Arc::new(Semaphore::new(gateway.config.limits.max_connections));
         loop {
@@ -285,6 +290,7 @@ impl Server {
                 tracing::warn!("some connections did not close in time");
             }
         }
+        Ok(())
     }
 }
 

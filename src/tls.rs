@@ -8,6 +8,8 @@
 //! a fresh session-ticket key, so a session resumed from before a reload (for
 //! example, before a revocation) is refused and re-verified in full.
 
+pub mod reload;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 

@@ -24,7 +24,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let shutdown = CancellationToken::new();
         spawn_signal_handler(shutdown.clone());
         let server = crate::server::Server::bind(config).await?;
-        server.run(shutdown).await;
+        server.run(shutdown).await?;
         Ok(ExitCode::SUCCESS)
     })
 }

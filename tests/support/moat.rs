@@ -101,7 +101,7 @@ impl Moat {
                 match moat::server::Server::bind(config).await {
                     Ok(server) => {
                         let _ = tx.send(Ok((server.local_addr(), server.metrics_addr())));
-                        server.run(stop).await;
+                        server.run(stop).await.expect("moat run");
                     }
                     Err(e) => {
                         let _ = tx.send(Err(e.to_string()));
