@@ -11,6 +11,10 @@
 //!   development; the full run takes a few minutes on 2 cores).
 //! - `MOAT_BENCH_ROUNDS=N`: rounds per measurement (medians are reported).
 //! - `MOAT_BENCH_OUT=FILE`: where to write the JSON.
+//! - `MOAT_BENCH_ONLY=a,b`: run only these phases (`requests`, `stream`,
+//!   `cli`, `memory`), e.g. while profiling moat with `perf -p`.
+//! - `MOAT_BENCH_AUDIT_SYNC=batch`: moat's `audit.sync` (default: moat's
+//!   default, `always`), to see what per-record fsync costs.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -45,6 +49,7 @@ struct Plan {
     image_bytes: u64,
     cli_rounds: usize,
     idle_conns: usize,
+    only: Option<Vec<String>>,
 }
 
 impl Plan {
@@ -60,6 +65,7 @@ impl Plan {
                 image_bytes: 64 << 20,
                 cli_rounds: 3,
                 idle_conns: 1000,
+                only: None,
             }
         } else {
             Plan {
@@ -71,8 +77,12 @@ impl Plan {
                 image_bytes: 260 << 20,
                 cli_rounds: 7,
                 idle_conns: 1000,
+                only: None,
             }
         };
+        p.only = std::env::var("MOAT_BENCH_ONLY")
+            .ok()
+            .map(|v| v.split(',').map(|s| s.trim().to_string()).collect());
         if let Some(r) = std::env::var("MOAT_BENCH_ROUNDS")
             .ok()
             .and_then(|v| v.parse().ok())
@@ -80,6 +90,14 @@ impl Plan {
             p.rounds = r;
         }
         p
+    }
+}
+
+impl Plan {
+    fn runs(&self, phase: &str) -> bool {
+        self.only
+            .as_ref()
+            .is_none_or(|o| o.iter().any(|p| p == phase))
     }
 }
 
@@ -157,6 +175,10 @@ fn main() {
             vec![world.moat_pid, world.dockerd_pid],
         ),
     ];
+    eprintln!(
+        "bench: moat pid {}, dockerd pid {}",
+        world.moat_pid, world.dockerd_pid
+    );
     let mut s = Samples::default();
     let rss_start = measure::rss_kib(world.moat_pid);
 
@@ -164,7 +186,7 @@ fn main() {
         "bench: keep-alive latency, throughput, new connections ({} rounds)",
         plan.rounds
     );
-    for _ in 0..plan.rounds {
+    for _ in 0..plan.rounds * usize::from(plan.runs("requests")) {
         for (p, t, _, pids) in &paths {
             rt.block_on(async {
                 let (p50, p99) = measure::latency(t, "/_ping", plan.ping_n)
@@ -198,7 +220,7 @@ fn main() {
     eprintln!("bench: image save/load");
     let tar = Bytes::from(std::fs::read(&world.big_tar).expect("read image tar"));
     let mut saved_bytes = 0;
-    for _ in 0..plan.rounds {
+    for _ in 0..plan.rounds * usize::from(plan.runs("stream")) {
         for (p, t, _, _) in &paths {
             rt.block_on(async {
                 let (mbs, n) = measure::save(t, setup::BIG_IMAGE).await.expect("save");
@@ -213,11 +235,12 @@ fn main() {
     eprintln!("bench: docker run ({} rounds)", plan.cli_rounds);
     let img = setup::SMALL_IMAGE;
     let mut run_i_works = json!({});
-    for (_, _, cli, _) in &paths {
+    let cli_rounds = plan.cli_rounds * usize::from(plan.runs("cli"));
+    for (_, _, cli, _) in paths.iter().take(cli_rounds.min(3)) {
         // One untimed run each, so no path pays a first-use cost.
         cli.time(&["run", "--rm", img, "true"], None, "");
     }
-    for _ in 0..plan.cli_rounds {
+    for _ in 0..cli_rounds {
         for (p, _, cli, _) in &paths {
             let (ms, _) = cli.time(&["run", "--rm", img, "true"], None, "");
             s.add(p, "run_ms", ms);
@@ -234,8 +257,9 @@ fn main() {
     );
     let moat_target = &paths[2].1;
     let rss_idle = measure::rss_kib(world.moat_pid);
+    let idle_conns = plan.idle_conns * usize::from(plan.runs("memory"));
     let held = rt
-        .block_on(measure::open_idle(moat_target, plan.idle_conns, 8))
+        .block_on(measure::open_idle(moat_target, idle_conns, 8))
         .expect("open idle connections");
     std::thread::sleep(Duration::from_millis(500));
     let rss_held = measure::rss_kib(world.moat_pid);
@@ -246,7 +270,7 @@ fn main() {
         "rss_idle_kib": rss_idle,
         "idle_connections": plan.idle_conns,
         "rss_with_idle_connections_kib": rss_held,
-        "kib_per_idle_connection": (rss_held.saturating_sub(rss_idle)) as f64 / plan.idle_conns as f64,
+        "kib_per_idle_connection": (rss_held.saturating_sub(rss_idle)) as f64 / idle_conns.max(1) as f64,
     });
     let extra = json!({
         "machine": machine,

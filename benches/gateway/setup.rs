@@ -135,13 +135,14 @@ impl World {
             &config,
             format!(
                 "listen:\n  tcp: {moat_addr}\ntls:\n  cert: {}\n  key: {}\n  client_ca: {}\n\
-                 engine:\n  socket: {}\npolicy:\n  dir: {}\naudit:\n  file: {d}/audit/audit.log\n\
+                 engine:\n  socket: {}\npolicy:\n  dir: {}\naudit:\n  file: {d}/audit/audit.log\n  sync: {sync}\n\
                  metrics:\n  listen: null\nlog:\n  level: warn\n",
                 pki.server_cert.display(),
                 pki.server_key.display(),
                 pki.ca_pem.display(),
                 socket.display(),
                 repo.join("policies").display(),
+                sync = std::env::var("MOAT_BENCH_AUDIT_SYNC").unwrap_or_else(|_| "always".into()),
             ),
         )
         .expect("write moat config");
