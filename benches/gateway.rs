@@ -13,6 +13,9 @@
 //! - `MOAT_BENCH_OUT=FILE`: where to write the JSON.
 //! - `MOAT_BENCH_ONLY=a,b`: run only these phases (`requests`, `stream`,
 //!   `cli`, `memory`), e.g. while profiling moat with `perf -p`.
+//! - `MOAT_BENCH_COMPARE_BIN=PATH`: also run this moat binary as a fourth
+//!   path, measured in the same rounds (an A/B of two builds on a noisy
+//!   machine).
 //! - `MOAT_BENCH_AUDIT_SYNC=batch`: moat's `audit.sync` (default: moat's
 //!   default, `always`), to see what per-record fsync costs.
 
@@ -26,7 +29,7 @@ mod measure;
 mod report;
 #[path = "gateway/setup.rs"]
 mod setup;
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)]
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -150,7 +153,7 @@ fn main() {
 
     let bundle = world.bundle.clone();
     let config_dir = world.dir.join("docker-config").display().to_string();
-    let paths: [(&'static str, Target, Cli, Vec<u32>); 3] = [
+    let mut paths: Vec<(&'static str, Target, Cli, Vec<u32>)> = vec![
         (
             "bare",
             Target::Unix(world.engine.socket.clone()),
@@ -175,6 +178,14 @@ fn main() {
             vec![world.moat_pid, world.dockerd_pid],
         ),
     ];
+    if let Some((addr, pid)) = world.moat_b {
+        paths.push((
+            "moat_b",
+            Target::tls(addr, &bundle),
+            tls_cli(addr, &bundle, &config_dir),
+            vec![pid, world.dockerd_pid],
+        ));
+    }
     eprintln!(
         "bench: moat pid {}, dockerd pid {}",
         world.moat_pid, world.dockerd_pid
@@ -207,7 +218,7 @@ fn main() {
                     .await
                     .expect("new connections");
                 s.add(p, "new_conns_per_s_c8", rate);
-                if *p == "moat" {
+                if p.starts_with("moat") {
                     s.add(p, "front_cpu_ms_per_conn", cpu[0]);
                     s.add(p, "engine_cpu_ms_per_conn", cpu[1]);
                 } else {
@@ -236,7 +247,7 @@ fn main() {
     let img = setup::SMALL_IMAGE;
     let mut run_i_works = json!({});
     let cli_rounds = plan.cli_rounds * usize::from(plan.runs("cli"));
-    for (_, _, cli, _) in paths.iter().take(cli_rounds.min(3)) {
+    for (_, _, cli, _) in paths.iter().take(cli_rounds.min(paths.len())) {
         // One untimed run each, so no path pays a first-use cost.
         cli.time(&["run", "--rm", img, "true"], None, "");
     }
@@ -264,6 +275,19 @@ fn main() {
     std::thread::sleep(Duration::from_millis(500));
     let rss_held = measure::rss_kib(world.moat_pid);
     drop(held);
+    if let Some((_, pid)) = world.moat_b {
+        let idle = measure::rss_kib(pid);
+        let held = rt
+            .block_on(measure::open_idle(&paths[3].1, idle_conns, 8))
+            .expect("open idle connections");
+        std::thread::sleep(Duration::from_millis(500));
+        let with = measure::rss_kib(pid);
+        drop(held);
+        println!(
+            "moat B RSS: {idle} KiB idle, {with} KiB with {idle_conns} idle connections ({:.1} KiB each)",
+            with.saturating_sub(idle) as f64 / idle_conns.max(1) as f64
+        );
+    }
 
     let rss = json!({
         "rss_at_start_kib": rss_start,

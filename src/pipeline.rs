@@ -414,7 +414,8 @@ impl Completion {
             self.overhead,
         );
         tracing::debug!(id = %self.record.id, op = self.operation, status, ms = elapsed.as_millis() as u64, "request");
-        let record = self.record.clone();
+        // Moved, not cloned: this is the last use of the record.
+        let record = self.record;
         drop(self.in_flight.take());
         let gw2 = gw.clone();
         gw.tasks.spawn(async move {

@@ -36,6 +36,9 @@ use crate::metrics::Metrics;
 use crate::policy::Policy;
 use crate::tls::TlsSettings;
 
+mod coalesce;
+use coalesce::{Coalesce, ReadAhead};
+
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -294,6 +297,11 @@ impl Server {
     }
 }
 
+/// The most a connection's read buffer grows to: large enough for uploads to
+/// stream in few, large reads; small enough that an idle connection that
+/// once uploaded does not hold much (hyper keeps the buffer's capacity).
+const UPLOAD_READ_BUF: usize = 256 * 1024;
+
 async fn connection(
     gw: Arc<Gateway>,
     conns: Arc<Connections>,
@@ -305,7 +313,12 @@ async fn connection(
     let _ = tcp.set_nodelay(true);
     let limits = &gw.config.limits;
     let acceptor = tokio_rustls::TlsAcceptor::from(gw.tls.current());
-    let tls = match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
+    let tls = match tokio::time::timeout(
+        limits.handshake_timeout,
+        acceptor.accept(ReadAhead::new(tcp)),
+    )
+    .await
+    {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
             gw.metrics.tls_handshake_failure();
@@ -346,11 +359,15 @@ async fn connection(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(limits.max_header_bytes)
+        // The head limit is hyper's `max_header_size` (the pipeline checks
+        // it exactly); the read buffer itself may grow to UPLOAD_READ_BUF so
+        // that uploads (`load`, `build`, `cp`) move in large reads.
+        .max_header_size(limits.max_header_bytes)
+        .max_buf_size(UPLOAD_READ_BUF.max(limits.max_header_bytes))
         .max_headers(limits.max_headers)
         .keep_alive(true);
     let conn = builder
-        .serve_connection(TokioIo::new(tls), svc)
+        .serve_connection(TokioIo::new(Coalesce::new(tls)), svc)
         .with_upgrades();
     tokio::pin!(conn);
     let idle = limits.idle_timeout;

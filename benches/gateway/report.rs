@@ -75,10 +75,11 @@ pub const METRICS: &[Metric] = &[
     },
 ];
 
-pub const PATHS: [(&str, &str); 3] = [
+pub const PATHS: [(&str, &str); 4] = [
     ("bare", "bare unix socket"),
     ("dockerd_tls", "dockerd mTLS"),
     ("moat", "moat"),
+    ("moat_b", "moat B (compare build)"),
 ];
 
 /// Samples per path, per metric (one per round).
@@ -122,9 +123,13 @@ fn fmt(v: f64) -> String {
 
 /// Prints the table and returns the JSON document (`extra` is merged in).
 pub fn render(samples: &Samples, extra: Value) -> Value {
-    let mut paths = serde_json::Map::new();
+    let mut out = serde_json::Map::new();
     let mut ratios = serde_json::Map::new();
-    for (p, _) in PATHS {
+    let paths: Vec<_> = PATHS
+        .iter()
+        .filter(|(p, _)| samples.0.contains_key(p))
+        .collect();
+    for (p, _) in &paths {
         let mut m = serde_json::Map::new();
         let mut r = serde_json::Map::new();
         for metric in METRICS {
@@ -135,25 +140,25 @@ pub fn render(samples: &Samples, extra: Value) -> Value {
                 }
             }
         }
-        paths.insert(p.into(), Value::Object(m));
-        ratios.insert(p.into(), Value::Object(r));
+        out.insert((*p).into(), Value::Object(m));
+        ratios.insert((*p).into(), Value::Object(r));
     }
 
     let w = 46;
     print!("\n{:w$}", "metric (median over rounds)");
-    for (_, label) in PATHS {
+    for (_, label) in &paths {
         print!(" | {label:>24}");
     }
     println!();
-    println!("{}", "-".repeat(w + 3 * 27));
+    println!("{}", "-".repeat(w + paths.len() * 27));
     for metric in METRICS {
         let label = format!("{} ({})", metric.label, metric.unit);
         print!("{label:w$}");
-        for (p, _) in PATHS {
+        for (p, _) in &paths {
             let cell = match samples.median(p, metric.key) {
                 None => "n/a".to_string(),
                 Some(v) => match samples.median("bare", metric.key).filter(|b| *b > 0.0) {
-                    Some(b) if p != "bare" => format!("{} ({:.2}×)", fmt(v), v / b),
+                    Some(b) if *p != "bare" => format!("{} ({:.2}×)", fmt(v), v / b),
                     _ => fmt(v),
                 },
             };
@@ -161,7 +166,7 @@ pub fn render(samples: &Samples, extra: Value) -> Value {
         }
         println!();
     }
-    let mut doc = json!({ "paths": paths, "ratios_vs_bare": ratios });
+    let mut doc = json!({ "paths": out, "ratios_vs_bare": ratios });
     if let (Value::Object(d), Value::Object(e)) = (&mut doc, extra) {
         d.extend(e);
     }

@@ -25,6 +25,8 @@ pub struct World {
     pub dockerd_tls: SocketAddr,
     pub moat_addr: SocketAddr,
     pub moat_pid: u32,
+    /// `MOAT_BENCH_COMPARE_BIN`: another moat binary, as (address, pid).
+    pub moat_b: Option<(SocketAddr, u32)>,
     pub bundle: Bundle,
     pub big_tar: PathBuf,
 }
@@ -128,35 +130,12 @@ impl World {
         };
 
         // moat, as a child process, with the shipped policy pack and audit on.
-        let moat_addr = free_port();
-        let repo = crate::support::repo();
-        let config = dir.join("moat.yaml");
-        std::fs::write(
-            &config,
-            format!(
-                "listen:\n  tcp: {moat_addr}\ntls:\n  cert: {}\n  key: {}\n  client_ca: {}\n\
-                 engine:\n  socket: {}\npolicy:\n  dir: {}\naudit:\n  file: {d}/audit/audit.log\n  sync: {sync}\n\
-                 metrics:\n  listen: null\nlog:\n  level: warn\n",
-                pki.server_cert.display(),
-                pki.server_key.display(),
-                pki.ca_pem.display(),
-                socket.display(),
-                repo.join("policies").display(),
-                sync = std::env::var("MOAT_BENCH_AUDIT_SYNC").unwrap_or_else(|_| "always".into()),
-            ),
-        )
-        .expect("write moat config");
-        watchdog(
-            &format!(
-                r#"env -u RUST_BACKTRACE "{bin}" serve --config "{cfg}" >"{d}/moat.log" 2>&1"#,
-                bin = env!("CARGO_BIN_EXE_moat"),
-                cfg = config.display(),
-            ),
-            &dir.join("moat.watch.pid"),
-            "",
-        );
-        let moat_pid = read_pid(&dir.join("moat.watch.pid"));
-        wait_for_port(moat_addr, "moat", &dir.join("moat.log"));
+        let (moat_addr, moat_pid) =
+            start_moat(&dir, &pki, &socket, env!("CARGO_BIN_EXE_moat"), "moat");
+        // Optionally a second build, measured side by side (A/B).
+        let moat_b = std::env::var("MOAT_BENCH_COMPARE_BIN")
+            .ok()
+            .map(|bin| start_moat(&dir, &pki, &socket, &bin, "moat-b"));
 
         // Images: busybox for `docker run`, and a big random layer to stream.
         build_image(&engine);
@@ -187,6 +166,7 @@ impl World {
             dockerd_tls,
             moat_addr,
             moat_pid,
+            moat_b,
             bundle,
             big_tar,
         }
@@ -197,8 +177,49 @@ impl World {
     pub fn stop(&self) {
         use nix::sys::signal::{kill, Signal};
         use nix::unistd::Pid;
-        for pid in [self.moat_pid, self.dockerd_pid] {
+        let b = self.moat_b.map(|(_, p)| p);
+        for pid in [Some(self.moat_pid), b, Some(self.dockerd_pid)]
+            .into_iter()
+            .flatten()
+        {
             let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
         }
     }
+}
+
+/// Starts one moat (binary `bin`) as a child process in front of `socket`,
+/// with the shipped policy pack and audit on; returns its address and pid.
+fn start_moat(dir: &Path, pki: &Pki, socket: &Path, bin: &str, name: &str) -> (SocketAddr, u32) {
+    let addr = free_port();
+    let repo = crate::support::repo();
+    let d = dir.display();
+    let config = dir.join(format!("{name}.yaml"));
+    std::fs::write(
+        &config,
+        format!(
+            "listen:\n  tcp: {addr}\ntls:\n  cert: {}\n  key: {}\n  client_ca: {}\n\
+             engine:\n  socket: {}\npolicy:\n  dir: {}\naudit:\n  file: {d}/{name}-audit/audit.log\n  sync: {sync}\n\
+             metrics:\n  listen: null\nlog:\n  level: warn\n",
+            pki.server_cert.display(),
+            pki.server_key.display(),
+            pki.ca_pem.display(),
+            socket.display(),
+            repo.join("policies").display(),
+            sync = std::env::var("MOAT_BENCH_AUDIT_SYNC").unwrap_or_else(|_| "always".into()),
+        ),
+    )
+    .expect("write moat config");
+    let log = dir.join(format!("{name}.log"));
+    watchdog(
+        &format!(
+            r#"env -u RUST_BACKTRACE "{bin}" serve --config "{cfg}" >"{log}" 2>&1"#,
+            cfg = config.display(),
+            log = log.display(),
+        ),
+        &dir.join(format!("{name}.watch.pid")),
+        "",
+    );
+    let pid = read_pid(&dir.join(format!("{name}.watch.pid")));
+    wait_for_port(addr, name, &log);
+    (addr, pid)
 }
