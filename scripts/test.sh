@@ -24,6 +24,16 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 
+# The reference-data tests (route table, body schema) compare moat's copies
+# with ../shared when it is there; then they must not skip.
+if [ -d ../shared/engine-api ]; then
+  export MOAT_CHECK_REFERENCE=1
+  if ! python3 -c 'import yaml' 2>/dev/null; then
+    echo "==> installing PyYAML (regenerates the body schema table for comparison)"
+    python3 -m pip install -q pyyaml
+  fi
+fi
+
 export RUST_LIB_BACKTRACE=0
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check

@@ -63,6 +63,9 @@ pub async fn handle(
         // 2. What they ask for, exactly as the daemon will route it.
         let route = classify::classify(req.method(), req.uri())?;
         trail.route(&route);
+        if gw.engine.is_restarting() {
+            return Err(Rejection::EngineRestarting);
+        }
         body::check_framing(req.headers())?;
         let upgrade = req.headers().get(header::UPGRADE).cloned();
         if upgrade.is_some() && !route.op.hijack {

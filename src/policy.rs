@@ -1,14 +1,38 @@
 //! Policy: decides every classified request with Rego.
 //!
-//! PLACEHOLDER until the policy engine lands: allows everything.
+//! The policy directory (`policy.dir`) is compiled once per load to a regorus
+//! RVM program ([`set`]); each request builds its input document
+//! ([`input`]) and runs the program on a VM kept per worker thread
+//! ([`eval`]). A request is allowed when `data.docker.authz.allow` is true
+//! and `data.docker.authz.deny` holds no message; undefined, an error or a
+//! timeout deny.
+//!
+//! The set is swapped atomically on reload (file watcher or SIGHUP, see
+//! [`watch`]); a reload that fails keeps the last good set and is reported by
+//! [`Policy::status`] and the reload metric. `moat policy test` runs the
+//! `*_test.rego` rules in the interpreter ([`testing`]), since the RVM has no
+//! `with`.
+
+pub mod eval;
+pub mod input;
+pub mod set;
+pub mod testing;
+pub mod watch;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use http::{HeaderMap, Method, Uri};
 
 use crate::classify::Route;
 use crate::config;
 use crate::identity::Identity;
+use crate::metrics::Metrics;
+
+pub use watch::WatchError;
 
 /// Everything the policy input document is built from.
 pub struct Facts<'a> {
@@ -37,20 +61,166 @@ pub struct Decision {
 pub enum PolicyError {
     #[error("{0}")]
     Load(String),
+    #[error("cannot read {}: {err}", path.display())]
+    Io { path: PathBuf, err: std::io::Error },
+    /// A compile error as `file:line:col: message`.
+    #[error("{0}")]
+    Compile(String),
+    #[error("policy data: {0}")]
+    Data(String),
+    #[error("no policy files: the policy directory holds no *.rego file other than *_test.rego")]
+    NoPolicy,
 }
 
-pub struct Policy;
+/// The live policy: the last good compiled set plus what the last reload
+/// said.
+pub struct Policy {
+    dir: PathBuf,
+    timeout: Duration,
+    current: ArcSwap<set::Compiled>,
+    last_error: Mutex<Option<String>>,
+    metrics: Option<Arc<Metrics>>,
+}
 
 impl Policy {
-    pub fn load(_cfg: &config::Policy, _limits: &config::Limits) -> Result<Self, PolicyError> {
-        Ok(Policy)
+    /// Reads and compiles `cfg.dir`. Fails when there is no valid policy
+    /// there: the gateway refuses to start without one.
+    pub fn load(cfg: &config::Policy, limits: &config::Limits) -> Result<Self, PolicyError> {
+        let sources = set::Sources::read(&cfg.dir)?;
+        let compiled = set::Compiled::compile(&sources)?;
+        if std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0")
+            && std::env::var_os("RUST_LIB_BACKTRACE").is_none_or(|v| v != "0")
+        {
+            tracing::warn!(
+                "RUST_BACKTRACE is set: policy errors capture backtraces and evaluation stops \
+                 scaling across threads; set RUST_LIB_BACKTRACE=0"
+            );
+        }
+        Ok(Policy {
+            dir: cfg.dir.clone(),
+            timeout: limits.policy_eval_timeout,
+            current: ArcSwap::from_pointee(compiled),
+            last_error: Mutex::new(None),
+            metrics: None,
+        })
     }
 
-    pub async fn decide(&self, _facts: &Facts<'_>) -> Decision {
-        Decision {
-            allow: true,
-            reasons: Vec::new(),
-            revision: "placeholder".into(),
+    /// Reports evaluation time and reload outcomes to `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// The directory this policy is loaded from.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
+    /// The revision (file hash) of the set that decides now.
+    pub fn revision(&self) -> String {
+        self.current.load().revision.clone()
+    }
+
+    /// The input document for `facts`, exactly as the policy sees it.
+    pub fn input(&self, facts: &Facts<'_>) -> serde_json::Value {
+        input::build(facts)
+    }
+
+    /// Decides one request. Never fails: anything but a clean allow is a
+    /// deny with a reason.
+    pub async fn decide(&self, facts: &Facts<'_>) -> Decision {
+        let start = Instant::now();
+        let doc = input::build_value(facts);
+        let decision = self.decide_value(doc, facts.route.op.id, &facts.identity.name);
+        if let Some(m) = &self.metrics {
+            m.policy_eval(start.elapsed());
+        }
+        decision
+    }
+
+    /// Decides a prepared input document (used by `moat policy eval` and the
+    /// benchmark). `op` and `user` name the request in the fallback reason.
+    pub fn decide_input(&self, doc: serde_json::Value, op: &str, user: &str) -> Decision {
+        self.decide_value(regorus::Value::from(doc), op, user)
+    }
+
+    fn decide_value(&self, doc: regorus::Value, op: &str, user: &str) -> Decision {
+        let set = self.current.load_full();
+        match eval::run(&set, doc, self.timeout) {
+            Ok(raw) => eval::decide(raw, op, user, &set.revision),
+            Err(eval::EvalFailure::Timeout) => Decision {
+                allow: false,
+                reasons: vec![format!(
+                    "policy evaluation for {op} exceeded its limit ({} ms, limits.policy_eval_timeout); \
+                     ask an administrator to simplify the policy",
+                    self.timeout.as_millis()
+                )],
+                revision: set.revision.clone(),
+            },
+            Err(eval::EvalFailure::Error(e)) => {
+                tracing::warn!(revision = %set.revision, op, error = %e, "policy evaluation failed");
+                Decision {
+                    allow: false,
+                    reasons: vec![format!(
+                        "policy evaluation failed for {op}; an administrator can find the error in moat's log"
+                    )],
+                    revision: set.revision.clone(),
+                }
+            }
+        }
+    }
+
+    /// Re-reads and recompiles the policy directory. On success the new set
+    /// decides the next request; on failure the last good set stays and the
+    /// error is kept for [`Policy::status`].
+    pub fn reload(&self) -> Result<(), PolicyError> {
+        let result = set::Sources::read(&self.dir).and_then(|s| {
+            if s.revision == self.current.load().revision {
+                return Ok(None);
+            }
+            set::Compiled::compile(&s).map(Some)
+        });
+        let ok = result.is_ok();
+        if let Some(m) = &self.metrics {
+            m.policy_reload(ok);
+        }
+        let mut last = self.last_error.lock().unwrap_or_else(|p| p.into_inner());
+        match result {
+            Ok(Some(compiled)) => {
+                tracing::info!(revision = %compiled.revision, dir = %self.dir.display(), "policy reloaded");
+                self.current.store(Arc::new(compiled));
+                *last = None;
+                Ok(())
+            }
+            Ok(None) => {
+                *last = None;
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(
+                    dir = %self.dir.display(),
+                    error = %e,
+                    revision = %self.current.load().revision,
+                    "policy reload failed; still serving the last good policy"
+                );
+                *last = Some(e.to_string());
+                Err(e)
+            }
+        }
+    }
+
+    /// `Ok` when the last reload succeeded; otherwise its error
+    /// (`file:line:col: message`) while the last good set keeps serving.
+    pub fn status(&self) -> Result<(), String> {
+        match &*self.last_error.lock().unwrap_or_else(|p| p.into_inner()) {
+            None => Ok(()),
+            Some(e) => Err(format!(
+                "policy reload failed, serving revision {}: {e}",
+                self.current.load().revision
+            )),
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -68,6 +68,9 @@ pub struct Gateway {
     pub audit: Auditor,
     pub metrics: Arc<Metrics>,
     pub upstream: Upstream,
+    /// The engine's state: always running for an external engine; for a
+    /// bundled one, not running while it (re)starts.
+    pub engine: Arc<crate::engine::EngineStatus>,
     pub connections: Arc<Connections>,
     /// Fired after the grace period: closes streams and hijacked sessions.
     pub force_close: CancellationToken,
@@ -177,8 +180,17 @@ pub struct Server {
 
 impl Server {
     /// Loads TLS, tokens, policy and audit from the config and binds the
-    /// listeners; nothing is accepted until [`Server::run`].
+    /// listeners, for an engine moat does not manage; nothing is accepted
+    /// until [`Server::run`].
     pub async fn bind(config: Config) -> Result<Server, ServeError> {
+        Self::bind_with_engine(config, Arc::new(crate::engine::EngineStatus::external())).await
+    }
+
+    /// As [`Server::bind`], with the status of a bundled engine.
+    pub async fn bind_with_engine(
+        config: Config,
+        engine: Arc<crate::engine::EngineStatus>,
+    ) -> Result<Server, ServeError> {
         let tls = TlsSettings::load(&config.tls)?;
         let tokens = match &config.auth.tokens {
             Some(t) => Some(token::Verifier::from_config(t)?),
@@ -208,6 +220,7 @@ impl Server {
             audit,
             metrics,
             upstream: Upstream::new(config.engine.socket.clone()),
+            engine,
             connections: Arc::new(Connections::default()),
             force_close: CancellationToken::new(),
             tasks: TaskTracker::new(),
@@ -248,6 +261,16 @@ impl Server {
             metrics_listener,
         } = self;
         crate::tls::reload::spawn(gateway.clone(), shutdown.clone())?;
+        if let Some(l) = metrics_listener {
+            let ready = readiness(gateway.clone());
+            tokio::spawn(crate::metrics::serve(
+                l,
+                gateway.metrics.clone(),
+                ready,
+                shutdown.clone(),
+            ));
+        }
+        tokio::spawn(watch_engine(gateway.clone(), shutdown.clone()));
         tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "moat listening (mutual TLS)");
         let limit = Arc::new(Semaphore::new(gateway.config.limits.max_connections));
         loop {
@@ -276,7 +299,6 @@ impl Server {
             }
         }
         drop(listener);
-        let _ = metrics_listener;
         tracing::info!("shutting down: no new connections; draining in-flight requests");
         gateway.tasks.close();
         let grace = gateway.config.limits.shutdown_grace;
@@ -294,6 +316,38 @@ impl Server {
             }
         }
         Ok(())
+    }
+}
+
+/// What `/readyz` reports: the engine answers `/_ping`, a policy is
+/// loaded, and the audit log is writable.
+fn readiness(gw: Arc<Gateway>) -> crate::metrics::ReadyCheck {
+    Arc::new(move || {
+        let gw = gw.clone();
+        Box::pin(async move {
+            let engine = match gw.engine.readiness() {
+                Ok(()) => gw.upstream.ping().await.map_err(|e| e.to_string()),
+                Err(e) => Err(e),
+            };
+            gw.metrics.engine_up(engine.is_ok());
+            vec![
+                ("engine", engine),
+                ("policy", gw.policy.status()),
+                ("audit", gw.audit.writable()),
+            ]
+        })
+    })
+}
+
+/// Keeps `moat_engine_up` current even when nobody polls `/readyz`.
+async fn watch_engine(gw: Arc<Gateway>, shutdown: CancellationToken) {
+    loop {
+        let up = gw.engine.is_running() && gw.upstream.ping().await.is_ok();
+        gw.metrics.engine_up(up);
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
     }
 }
 

@@ -23,8 +23,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     rt.block_on(async move {
         let shutdown = CancellationToken::new();
         spawn_signal_handler(shutdown.clone());
-        let server = crate::server::Server::bind(config).await?;
-        server.run(shutdown).await?;
+        crate::launch::run(config, shutdown, |b| {
+            tracing::info!(tls = %b.tls, metrics = ?b.metrics, "moat is serving");
+        })
+        .await?;
         Ok(ExitCode::SUCCESS)
     })
 }

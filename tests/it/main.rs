@@ -9,4 +9,5 @@ mod support;
 
 mod faults;
 mod gateway;
+mod identity;
 mod limits;

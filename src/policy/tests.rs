@@ -1,0 +1,627 @@
+//! Data-driven tests of the real `Policy` with the shipped pack: each case is
+//! a request (operation, who, body, query) and the expected decision with a
+//! substring of its message. Bodies include the docker CLI's real
+//! ContainerCreate shape, captured from `docker run`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderValue, Method, Uri};
+use serde_json::{json, Value};
+
+use super::*;
+use crate::classify::{BodyKind, Operation, Route};
+use crate::identity::{AuthMethod, Identity};
+
+fn shipped() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")
+}
+
+fn testdata(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("src/policy/testdata")
+        .join(name)
+}
+
+fn load(dir: &Path) -> Policy {
+    Policy::load(
+        &config::Policy {
+            dir: dir.to_path_buf(),
+        },
+        &config::Limits::default(),
+    )
+    .unwrap()
+}
+
+/// The one place that builds a `Route` by hand.
+fn route(op: &'static str, readonly: bool, path: &str, params: &[(&'static str, &str)]) -> Route {
+    let op: &'static Operation = Box::leak(Box::new(Operation {
+        id: op,
+        resource: "test",
+        readonly,
+        hijack: false,
+        body: BodyKind::Inspect,
+    }));
+    let query = Vec::new();
+    Route {
+        op,
+        params: params.iter().map(|(k, v)| (*k, v.to_string())).collect(),
+        api_version: Some("1.41".into()),
+        path: path.to_string(),
+        query,
+        upstream: format!("/v1.41{path}"),
+    }
+}
+
+fn identity(name: &str, groups: &[&str], scopes: &[&str]) -> Identity {
+    Identity {
+        name: name.into(),
+        groups: groups.iter().map(|s| s.to_string()).collect(),
+        auth_method: if scopes.is_empty() {
+            AuthMethod::Certificate
+        } else {
+            AuthMethod::Token
+        },
+        scopes: scopes.iter().map(|s| s.to_string()).collect(),
+        claims: Value::Null,
+        certificate: None,
+        token_id: None,
+    }
+}
+
+struct Req {
+    op: &'static str,
+    readonly: bool,
+    method: &'static str,
+    path: &'static str,
+    params: Vec<(&'static str, &'static str)>,
+    query: Vec<(&'static str, &'static str)>,
+    body: Option<Value>,
+}
+
+fn req(op: &'static str, method: &'static str, path: &'static str) -> Req {
+    Req {
+        op,
+        readonly: method == "GET" || method == "HEAD",
+        method,
+        path,
+        params: vec![],
+        query: vec![],
+        body: None,
+    }
+}
+
+fn create(body: Value) -> Req {
+    Req {
+        body: Some(body),
+        ..req("ContainerCreate", "POST", "/containers/create")
+    }
+}
+
+fn create_hc(hc: Value) -> Req {
+    create(json!({"Image": "alpine", "HostConfig": hc}))
+}
+
+async fn decide(p: &Policy, r: &Req, who: &Identity) -> Decision {
+    let mut rt = route(r.op, r.readonly, r.path, &r.params);
+    rt.query = r
+        .query
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let method: Method = r.method.parse().unwrap();
+    let uri: Uri = format!("/v1.41{}", r.path).parse().unwrap();
+    let headers = HeaderMap::new();
+    let facts = Facts {
+        method: &method,
+        uri: &uri,
+        headers: &headers,
+        route: &rt,
+        body: r.body.as_ref(),
+        identity: who,
+        client: "127.0.0.1:5555".parse().unwrap(),
+    };
+    p.decide(&facts).await
+}
+
+fn fixture(name: &str) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(testdata(name)).unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn shipped_pack_decisions() {
+    let p = load(&shipped());
+    let admin = identity("ada", &["admin"], &[]);
+    let dev = identity("dana", &["developer"], &[]);
+    let viewer = identity("vic", &["viewer"], &[]);
+    let ci = identity("ci-bot", &["ci"], &["containers:run"]);
+    let builder = identity("builder", &["ci"], &["images:build"]);
+    let nobody = identity("nora", &["sales"], &[]);
+
+    let plain = fixture("docker-cli-run-plain.json");
+    let privileged = fixture("docker-cli-run-privileged.json");
+
+    // (case, request, who, allowed, message substring)
+    let cases: Vec<(&str, Req, &Identity, bool, &str)> = vec![
+        ("admin runs --privileged", create(privileged.clone()), &admin, true, ""),
+        ("developer runs a plain container", create(plain.clone()), &dev, true, ""),
+        ("ci runs a plain container", create(plain.clone()), &ci, true, ""),
+        ("developer --privileged (real CLI body)", create(privileged.clone()), &dev, false,
+            "developer policy: privileged containers are not allowed (HostConfig.Privileged); ask an admin or drop --privileged"),
+        ("real CLI body: CAP_SYS_ADMIN", create(privileged.clone()), &dev, false, "capability SYS_ADMIN"),
+        ("real CLI body: -v /etc", create(privileged), &dev, false, "bind mounts of /etc are not allowed"),
+        ("ci --privileged", create_hc(json!({"Privileged": true})), &ci, false, "ci policy: privileged containers"),
+        ("-v /:/host", create_hc(json!({"Binds": ["/:/host"]})), &dev, false, "bind mounts of / are not allowed"),
+        ("named volume bind is fine", create_hc(json!({"Binds": ["data:/data"]})), &dev, true, ""),
+        ("--mount type=bind", create_hc(json!({"Mounts": [{"Type": "bind", "Source": "/srv", "Target": "/s"}]})), &dev, false, "bind mounts of /srv"),
+        ("docker.sock", create_hc(json!({"Binds": ["/var/run/docker.sock:/var/run/docker.sock"]})), &dev, false, "Docker socket"),
+        ("--cap-add SYS_ADMIN", create_hc(json!({"CapAdd": ["SYS_ADMIN"]})), &dev, false, "drop --cap-add SYS_ADMIN"),
+        ("--cap-add NET_BIND_SERVICE", create_hc(json!({"CapAdd": ["NET_BIND_SERVICE"]})), &dev, true, ""),
+        ("--network host", create_hc(json!({"NetworkMode": "host"})), &dev, false, "HostConfig.NetworkMode=host"),
+        ("--pid host", create_hc(json!({"PidMode": "host"})), &dev, false, "drop --pid host"),
+        ("--ipc host", create_hc(json!({"IpcMode": "host"})), &dev, false, "--ipc host"),
+        ("--uts host", create_hc(json!({"UTSMode": "host"})), &dev, false, "--uts host"),
+        ("--userns host", create_hc(json!({"UsernsMode": "host"})), &dev, false, "--userns host"),
+        ("--cgroupns host", create_hc(json!({"CgroupnsMode": "host"})), &dev, false, "--cgroupns host"),
+        ("--device", create_hc(json!({"Devices": [{"PathOnHost": "/dev/sda", "PathInContainer": "/dev/sda", "CgroupPermissions": "rwm"}]})), &dev, false, "host devices are not allowed (Devices)"),
+        ("--gpus", create_hc(json!({"DeviceRequests": [{"Count": -1}]})), &dev, false, "--gpus"),
+        ("seccomp=unconfined", create_hc(json!({"SecurityOpt": ["seccomp=unconfined"]})), &dev, false, "seccomp=unconfined is not allowed"),
+        ("apparmor:unconfined", create_hc(json!({"SecurityOpt": ["apparmor:unconfined"]})), &dev, false, "apparmor=unconfined"),
+        ("systempaths=unconfined (CLI sends MaskedPaths [])", create_hc(json!({"MaskedPaths": [], "ReadonlyPaths": []})), &dev, false, "masked /proc paths"),
+        ("custom runtime", create_hc(json!({"Runtime": "kata"})), &dev, false, "custom runtimes"),
+        ("cgroup parent", create_hc(json!({"CgroupParent": "/system.slice"})), &dev, false, "cgroup parent"),
+        ("VolumesFrom", create_hc(json!({"VolumesFrom": ["other"]})), &dev, false, "VolumesFrom"),
+        ("bind-type volume mount", create_hc(json!({"Mounts": [{"Type": "volume", "Target": "/x", "VolumeOptions": {"DriverConfig": {"Name": "local", "Options": {"type": "none", "o": "bind", "device": "/"}}}}]})), &dev, false, "volume options that bind-mount the host"),
+        ("nulls everywhere", create(json!({"Image": "alpine", "HostConfig": {"Binds": null, "Mounts": null, "CapAdd": null, "Devices": null, "SecurityOpt": null, "MaskedPaths": null}})), &dev, true, ""),
+        ("null HostConfig", create(json!({"Image": "alpine", "HostConfig": null})), &dev, true, ""),
+        ("no body", req("ContainerCreate", "POST", "/containers/create"), &dev, true, ""),
+        ("exec --privileged", Req { body: Some(json!({"Cmd": ["sh"], "Privileged": true})), ..req("ContainerExec", "POST", "/containers/c1/exec") }, &dev, false, "privileged exec is not allowed"),
+        ("plain exec", Req { body: Some(json!({"Cmd": ["sh"], "Privileged": false})), ..req("ContainerExec", "POST", "/containers/c1/exec") }, &dev, true, ""),
+        ("update adds a device", Req { body: Some(json!({"Devices": [{"PathOnHost": "/dev/kmsg"}]})), ..req("ContainerUpdate", "POST", "/containers/c1/update") }, &dev, false, "host devices"),
+        ("volume create bind", Req { body: Some(json!({"Name": "v", "Driver": "local", "DriverOpts": {"type": "none", "o": "bind", "device": "/etc"}})), ..req("VolumeCreate", "POST", "/volumes/create") }, &dev, false, "DriverOpts type=none,o=bind,device="),
+        ("volume create tmpfs", Req { body: Some(json!({"Name": "v", "DriverOpts": {"type": "tmpfs", "device": "tmpfs"}})), ..req("VolumeCreate", "POST", "/volumes/create") }, &dev, true, ""),
+        ("network connect host", Req { params: vec![("id", "host")], body: Some(json!({"Container": "c1"})), ..req("NetworkConnect", "POST", "/networks/host/connect") }, &dev, false, "host network"),
+        ("build --network host", Req { query: vec![("networkmode", "host")], ..req("ImageBuild", "POST", "/build") }, &dev, false, "networkmode=host"),
+        ("build", Req { query: vec![("t", "app")], ..req("ImageBuild", "POST", "/build") }, &builder, true, ""),
+        ("swarm", req("SwarmInit", "POST", "/swarm/init"), &dev, false, "swarm, plugin, secret and config operations are not allowed (SwarmInit)"),
+        ("secrets", req("SecretCreate", "POST", "/secrets/create"), &dev, false, "(SecretCreate)"),
+        ("plugins", req("PluginPull", "POST", "/plugins/pull"), &dev, false, "(PluginPull)"),
+        ("viewer ps", req("ContainerList", "GET", "/containers/json"), &viewer, true, ""),
+        ("viewer inspect", Req { params: vec![("name", "c1")], ..req("ContainerInspect", "GET", "/containers/c1/json") }, &viewer, true, ""),
+        ("viewer run", create(plain.clone()), &viewer, false, "no policy rule allows ContainerCreate for vic"),
+        ("viewer cp out", req("ContainerArchive", "GET", "/containers/c1/archive"), &viewer, false, "viewer policy: ContainerArchive copies file contents"),
+        ("viewer export", req("ContainerExport", "GET", "/containers/c1/export"), &viewer, false, "ContainerExport"),
+        ("viewer save", req("ImageGet", "GET", "/images/alpine/get"), &viewer, false, "ImageGet"),
+        ("ci without scope", req("ImageBuild", "POST", "/build"), &ci, false, "no policy rule allows ImageBuild for ci-bot"),
+        ("no role", req("SystemPing", "GET", "/_ping"), &nobody, false, "no policy rule allows SystemPing for nora"),
+        ("Unknown, even for admin", req("Unknown", "GET", "/nope"), &admin, false, "not a Docker Engine API operation"),
+    ];
+    let mut failures = Vec::new();
+    for (name, r, who, allow, want) in &cases {
+        let d = decide(&p, r, who).await;
+        let joined = d.reasons.join(" | ");
+        if d.allow != *allow || !joined.contains(want) {
+            failures.push(format!(
+                "{name}: got allow={} reasons=[{joined}], want allow={allow} with {want:?}",
+                d.allow
+            ));
+        }
+        if !d.allow {
+            assert!(!d.reasons.is_empty(), "{name}: a deny must say why");
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// An opa-docker-authz style policy (package docker.authz, flat input
+/// fields, boolean `deny`) runs unchanged.
+#[tokio::test]
+async fn opa_docker_authz_example_runs_unchanged() {
+    let p = load(&testdata("opa-docker-authz"));
+    let dev = identity("bob", &[], &[]);
+    let ok = create_hc(json!({"Privileged": false}));
+    let bad = create_hc(json!({"Privileged": true}));
+    let unconfined = create_hc(json!({"SecurityOpt": ["seccomp:unconfined"]}));
+    assert!(decide(&p, &ok, &dev).await.allow);
+    let d = decide(&p, &bad, &dev).await;
+    assert!(!d.allow);
+    assert!(
+        d.reasons[0].contains("data.docker.authz.deny"),
+        "{:?}",
+        d.reasons
+    );
+    assert!(!decide(&p, &unconfined, &dev).await.allow);
+}
+
+#[test]
+fn input_document_shape() {
+    let rt = {
+        let mut r = route(
+            "ContainerCreate",
+            false,
+            "/containers/create",
+            &[("name", "web")],
+        );
+        r.query = vec![
+            ("name".into(), "web".into()),
+            ("x".into(), "1".into()),
+            ("x".into(), "2".into()),
+        ];
+        r
+    };
+    let mut headers = HeaderMap::new();
+    headers.insert("content-type", HeaderValue::from_static("application/json"));
+    headers.insert("authorization", HeaderValue::from_static("Bearer secret"));
+    headers.insert("x-registry-auth", HeaderValue::from_static("secret"));
+    headers.insert("x-registry-config", HeaderValue::from_static("secret"));
+    headers.append("x-multi", HeaderValue::from_static("a"));
+    headers.append("x-multi", HeaderValue::from_static("b"));
+    let method = Method::POST;
+    let uri: Uri = "/v1.41/containers/create?name=web&x=1&x=2".parse().unwrap();
+    let body = json!({"Image": "alpine", "HostConfig": {"Binds": ["/srv:/srv:ro"]}});
+    let who = identity("ada", &["admin"], &[]);
+    let client: SocketAddr = "10.0.0.7:40000".parse().unwrap();
+    let facts = Facts {
+        method: &method,
+        uri: &uri,
+        headers: &headers,
+        route: &rt,
+        body: Some(&body),
+        identity: &who,
+        client,
+    };
+    let doc = input::build(&facts);
+    assert_eq!(
+        input::build_value(&facts),
+        regorus::Value::from(doc.clone()),
+        "the evaluated document is the documented one"
+    );
+    let text = doc.to_string();
+    assert!(!text.contains("secret"), "credentials leaked: {text}");
+    assert_eq!(doc["request"]["method"], "POST");
+    assert_eq!(doc["request"]["path"], "/containers/create");
+    assert_eq!(doc["request"]["api_version"], "1.41");
+    assert_eq!(doc["request"]["query"]["x"], json!(["1", "2"]));
+    assert_eq!(
+        doc["request"]["headers"]["content-type"],
+        "application/json"
+    );
+    assert_eq!(doc["request"]["headers"]["x-multi"], "a, b");
+    assert_eq!(
+        doc["request"]["uri"],
+        "/v1.41/containers/create?name=web&x=1&x=2"
+    );
+    assert_eq!(doc["request"]["body"]["Image"], "alpine");
+    assert_eq!(doc["operation"]["id"], "ContainerCreate");
+    assert_eq!(doc["operation"]["params"]["name"], "web");
+    assert_eq!(doc["operation"]["readonly"], false);
+    assert_eq!(doc["user"]["name"], "ada");
+    assert_eq!(doc["user"]["groups"], json!(["admin"]));
+    assert_eq!(doc["user"]["auth_method"], "certificate");
+    assert_eq!(doc["user"]["certificate"], Value::Null);
+    assert_eq!(doc["client"]["address"], "10.0.0.7");
+    assert_eq!(doc["Method"], "POST");
+    assert_eq!(doc["Path"], "/v1.41/containers/create?name=web&x=1&x=2");
+    assert_eq!(doc["PathPlain"], "/v1.41/containers/create");
+    assert_eq!(doc["PathArr"], json!(["", "v1.41", "containers", "create"]));
+    assert_eq!(doc["Query"]["name"], json!(["web"]));
+    assert_eq!(doc["Headers"]["Content-Type"], "application/json");
+    assert_eq!(doc["Headers"]["X-Multi"], "b");
+    assert_eq!(doc["Body"], body);
+    assert_eq!(doc["User"], "ada");
+    assert_eq!(doc["AuthMethod"], "TLS");
+    assert_eq!(doc["BindMounts"][0]["Source"], "/srv");
+    assert_eq!(doc["BindMounts"][0]["ReadOnly"], true);
+}
+
+fn write(dir: &Path, name: &str, text: &str) {
+    // Replace by rename, as editors and ConfigMaps do.
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, dir.join(name)).unwrap();
+}
+
+const ALLOW_ALL: &str = "package docker.authz\nimport rego.v1\ndefault allow := true\n";
+const DENY_ALL: &str = "package docker.authz\nimport rego.v1\ndefault allow := false\n";
+
+#[tokio::test]
+async fn reload_keeps_last_good_and_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "p.rego", ALLOW_ALL);
+    let p = load(dir.path());
+    let who = identity("u", &[], &[]);
+    let r = req("SystemPing", "GET", "/_ping");
+    let first = decide(&p, &r, &who).await;
+    assert!(first.allow);
+
+    write(
+        dir.path(),
+        "p.rego",
+        "package docker.authz\nimport rego.v1\nallow if {\n  input.x ==\n}\n",
+    );
+    let err = p.reload().unwrap_err().to_string();
+    assert!(err.contains("p.rego:5:1"), "{err}");
+    let status = p.status().unwrap_err();
+    assert!(status.contains("p.rego:5"), "{status}");
+    let still = decide(&p, &r, &who).await;
+    assert!(still.allow, "last good set keeps serving");
+    assert_eq!(still.revision, first.revision);
+
+    write(dir.path(), "p.rego", DENY_ALL);
+    p.reload().unwrap();
+    assert!(p.status().is_ok());
+    let now = decide(&p, &r, &who).await;
+    assert!(!now.allow);
+    assert_ne!(now.revision, first.revision);
+}
+
+#[tokio::test]
+async fn watcher_applies_edits_within_two_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "p.rego", ALLOW_ALL);
+    let p = Arc::new(load(dir.path()));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let task = p.watch(stop.clone()).unwrap();
+    let who = identity("u", &[], &[]);
+    let r = req("SystemPing", "GET", "/_ping");
+    assert!(decide(&p, &r, &who).await.allow);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    write(dir.path(), "p.rego", DENY_ALL);
+    let mut denied = false;
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if !decide(&p, &r, &who).await.allow {
+            denied = true;
+            break;
+        }
+    }
+    assert!(denied, "the edit did not take effect within 2 s");
+    stop.cancel();
+    task.await.unwrap();
+}
+
+#[test]
+fn startup_without_valid_policy_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = |d: &Path| config::Policy {
+        dir: d.to_path_buf(),
+    };
+    let limits = config::Limits::default();
+    assert!(matches!(
+        Policy::load(&cfg(dir.path()), &limits),
+        Err(PolicyError::NoPolicy)
+    ));
+    write(dir.path(), "p.rego", "package docker.authz\nallow if {\n");
+    let e = Policy::load(&cfg(dir.path()), &limits)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("p.rego:"), "{e}");
+    assert!(Policy::load(&cfg(&dir.path().join("missing")), &limits).is_err());
+    write(
+        dir.path(),
+        "p.rego",
+        "package other\nimport rego.v1\nallow := true\n",
+    );
+    assert!(
+        Policy::load(&cfg(dir.path()), &limits).is_err(),
+        "no docker.authz.allow"
+    );
+}
+
+#[test]
+fn deny_shapes() {
+    use eval::{decide, Raw};
+    use regorus::Value as R;
+    let set_of = |msgs: &[&str]| R::from(json!(msgs));
+    let d = decide(
+        Raw {
+            allow: R::Bool(true),
+            deny: R::Undefined,
+        },
+        "Op",
+        "u",
+        "r",
+    );
+    assert!(d.allow);
+    let d = decide(
+        Raw {
+            allow: R::Bool(true),
+            deny: set_of(&["no"]),
+        },
+        "Op",
+        "u",
+        "r",
+    );
+    assert!(!d.allow);
+    assert_eq!(d.reasons, vec!["no"]);
+    let d = decide(
+        Raw {
+            allow: R::Bool(true),
+            deny: R::Bool(true),
+        },
+        "Op",
+        "u",
+        "r",
+    );
+    assert!(!d.allow);
+    let d = decide(
+        Raw {
+            allow: R::Bool(true),
+            deny: R::from(json!("x")),
+        },
+        "Op",
+        "u",
+        "r",
+    );
+    assert!(!d.allow, "a deny of the wrong type denies");
+    let d = decide(
+        Raw {
+            allow: R::from(json!("yes")),
+            deny: R::Undefined,
+        },
+        "Op",
+        "u",
+        "r",
+    );
+    assert!(!d.allow, "only true allows");
+    assert_eq!(d.reasons, vec!["no policy rule allows Op for u"]);
+    let d = decide(
+        Raw {
+            allow: R::Undefined,
+            deny: R::Undefined,
+        },
+        "Op",
+        "u",
+        "r",
+    );
+    assert!(!d.allow);
+}
+
+#[test]
+fn runaway_policy_times_out_as_deny() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "p.rego",
+        "package docker.authz\nimport rego.v1\nallow if {\n  n := numbers.range(1, 5000)\n  count([1 | some x in n; some y in n; x * y == -1]) > 0\n}\n",
+    );
+    let limits = config::Limits {
+        policy_eval_timeout: Duration::from_millis(50),
+        ..config::Limits::default()
+    };
+    let p = Policy::load(
+        &config::Policy {
+            dir: dir.path().to_path_buf(),
+        },
+        &limits,
+    )
+    .unwrap();
+    let d = p.decide_input(json!({}), "Op", "u");
+    assert!(!d.allow);
+    assert!(
+        d.reasons[0].contains("exceeded its limit") || d.reasons[0].contains("failed"),
+        "{:?}",
+        d.reasons
+    );
+}
+
+#[test]
+fn shipped_rego_tests_pass() {
+    let results = testing::run_tests(&shipped()).unwrap();
+    assert!(results.len() > 20, "only {} tests", results.len());
+    let failed: Vec<String> = results
+        .iter()
+        .filter(|r| !r.passed)
+        .map(|r| format!("{}: {:?}", r.name, r.detail))
+        .collect();
+    assert!(failed.is_empty(), "{failed:#?}");
+}
+
+#[test]
+fn failing_rego_test_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "p.rego", ALLOW_ALL);
+    write(
+        dir.path(),
+        "p_test.rego",
+        "package docker.authz_test\nimport rego.v1\ntest_ok if data.docker.authz.allow\ntest_bad if not data.docker.authz.allow\n",
+    );
+    let results = testing::run_tests(dir.path()).unwrap();
+    let by_name: Vec<(&str, bool)> = results
+        .iter()
+        .map(|r| (r.name.as_str(), r.passed))
+        .collect();
+    assert_eq!(
+        by_name,
+        vec![
+            ("data.docker.authz_test.test_ok", true),
+            ("data.docker.authz_test.test_bad", false)
+        ]
+    );
+}
+
+/// Every operation id the shipped data names is a real route of the daemon,
+/// so a typo cannot silently drop a permission (or a restriction).
+#[test]
+fn shipped_data_names_real_operations() {
+    let routes = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("src/classify/routes.tsv"),
+    )
+    .unwrap();
+    let known: std::collections::HashSet<&str> = routes
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split('\t').nth(3))
+        .chain(["Unknown"])
+        .collect();
+    let data: Value =
+        serde_json::from_str(&std::fs::read_to_string(shipped().join("data.json")).unwrap())
+            .unwrap();
+    let m = &data["moat"];
+    let mut named: Vec<&str> = Vec::new();
+    for list in [
+        "developer_operations",
+        "viewer_excluded_operations",
+        "ci_base_operations",
+    ] {
+        named.extend(
+            m[list]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap()),
+        );
+    }
+    for ops in m["ci_scopes"].as_object().unwrap().values() {
+        named.extend(ops.as_array().unwrap().iter().map(|v| v.as_str().unwrap()));
+    }
+    let unknown: Vec<&&str> = named.iter().filter(|o| !known.contains(**o)).collect();
+    assert!(
+        unknown.is_empty(),
+        "not operations of routes.tsv: {unknown:?}"
+    );
+}
+
+/// The real classifier's operation for `docker run` decides as expected.
+#[tokio::test]
+async fn real_classifier_route_is_decided() {
+    let p = load(&shipped());
+    let method = Method::POST;
+    let uri: Uri = "/v1.41/containers/create?name=web".parse().unwrap();
+    let rt = crate::classify::classify(&method, &uri).unwrap();
+    assert_eq!(rt.op.id, "ContainerCreate");
+    let headers = HeaderMap::new();
+    let body = fixture("docker-cli-run-privileged.json");
+    let who = identity("dana", &["developer"], &[]);
+    let facts = Facts {
+        method: &method,
+        uri: &uri,
+        headers: &headers,
+        route: &rt,
+        body: Some(&body),
+        identity: &who,
+        client: "127.0.0.1:1".parse().unwrap(),
+    };
+    let d = p.decide(&facts).await;
+    assert!(!d.allow);
+    assert!(d
+        .reasons
+        .iter()
+        .any(|r| r.contains("privileged containers")));
+    let viewer = identity("vic", &["viewer"], &[]);
+    let list = Uri::from_static("/v1.41/containers/json?all=1");
+    let get = Method::GET;
+    let rt = crate::classify::classify(&get, &list).unwrap();
+    let facts = Facts {
+        method: &get,
+        uri: &list,
+        headers: &headers,
+        route: &rt,
+        body: None,
+        identity: &viewer,
+        client: "127.0.0.1:1".parse().unwrap(),
+    };
+    assert!(p.decide(&facts).await.allow);
+}
