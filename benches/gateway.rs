@@ -200,16 +200,36 @@ fn main() {
     for _ in 0..plan.rounds * usize::from(plan.runs("requests")) {
         for (p, t, _, pids) in &paths {
             rt.block_on(async {
+                let m0 = measure::moat_internals(world.moat_metrics);
                 let (p50, p99) = measure::latency(t, "/_ping", plan.ping_n)
                     .await
                     .expect("latency");
                 s.add(p, "ping_p50_us", p50);
                 s.add(p, "ping_p99_us", p99);
+                let m1 = measure::moat_internals(world.moat_metrics);
                 let (p50, p99) = measure::latency(t, "/containers/json", plan.containers_n)
                     .await
                     .expect("latency");
                 s.add(p, "containers_p50_us", p50);
                 s.add(p, "containers_p99_us", p99);
+                if *p == "moat" {
+                    // moat's own share (engine time excluded), from its metrics.
+                    let m2 = measure::moat_internals(world.moat_metrics);
+                    let keys = [
+                        (m0, m1, "moat_overhead_ping_us", "moat_policy_ping_us"),
+                        (
+                            m1,
+                            m2,
+                            "moat_overhead_containers_us",
+                            "moat_policy_containers_us",
+                        ),
+                    ];
+                    for (a, b, overhead, policy) in keys {
+                        let n = (b.2 - a.2).max(1.0);
+                        s.add(p, overhead, (b.0 - a.0) / n * 1e6);
+                        s.add(p, policy, (b.1 - a.1) / n * 1e6);
+                    }
+                }
                 let rps = measure::throughput(t, "/_ping", 32, plan.window)
                     .await
                     .expect("throughput");

@@ -224,3 +224,24 @@ impl Cli {
         (ms, ok)
     }
 }
+
+/// moat's own time per request, from its metrics: (sum of
+/// `moat_overhead_seconds`, sum of `moat_policy_eval_seconds`, count).
+pub fn moat_internals(metrics: std::net::SocketAddr) -> (f64, f64, f64) {
+    use std::io::{Read, Write};
+    let mut text = String::new();
+    if let Ok(mut s) = std::net::TcpStream::connect(metrics) {
+        let _ = s.write_all(b"GET /metrics HTTP/1.0\r\nHost: moat\r\n\r\n");
+        let _ = s.read_to_string(&mut text);
+    }
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (
+        value("moat_overhead_seconds_sum"),
+        value("moat_policy_eval_seconds_sum"),
+        value("moat_overhead_seconds_count"),
+    )
+}

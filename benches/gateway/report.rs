@@ -34,6 +34,26 @@ pub const METRICS: &[Metric] = &[
         unit: "µs",
     },
     Metric {
+        key: "moat_overhead_ping_us",
+        label: "  moat's own time per /_ping (mean)",
+        unit: "µs",
+    },
+    Metric {
+        key: "moat_policy_ping_us",
+        label: "    of which policy (mean)",
+        unit: "µs",
+    },
+    Metric {
+        key: "moat_overhead_containers_us",
+        label: "  moat's own time per /containers/json",
+        unit: "µs",
+    },
+    Metric {
+        key: "moat_policy_containers_us",
+        label: "    of which policy (mean)",
+        unit: "µs",
+    },
+    Metric {
         key: "ping_rps_c32",
         label: "/_ping req/s, c=32",
         unit: "req/s",

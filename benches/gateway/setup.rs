@@ -25,6 +25,8 @@ pub struct World {
     pub dockerd_tls: SocketAddr,
     pub moat_addr: SocketAddr,
     pub moat_pid: u32,
+    /// moat's plain-HTTP metrics listener.
+    pub moat_metrics: SocketAddr,
     /// `MOAT_BENCH_COMPARE_BIN`: another moat binary, as (address, pid).
     pub moat_b: Option<(SocketAddr, u32)>,
     pub bundle: Bundle,
@@ -159,6 +161,10 @@ impl World {
             "big image: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        let moat_metrics = std::fs::read_to_string(dir.join("moat.metrics"))
+            .expect("metrics address")
+            .parse()
+            .expect("metrics address");
         World {
             dir,
             engine,
@@ -166,6 +172,7 @@ impl World {
             dockerd_tls,
             moat_addr,
             moat_pid,
+            moat_metrics,
             moat_b,
             bundle,
             big_tar,
@@ -191,6 +198,8 @@ impl World {
 /// with the shipped policy pack and audit on; returns its address and pid.
 fn start_moat(dir: &Path, pki: &Pki, socket: &Path, bin: &str, name: &str) -> (SocketAddr, u32) {
     let addr = free_port();
+    let metrics = free_port();
+    std::fs::write(dir.join(format!("{name}.metrics")), metrics.to_string()).expect("write");
     let repo = crate::support::repo();
     let d = dir.display();
     let config = dir.join(format!("{name}.yaml"));
@@ -199,7 +208,7 @@ fn start_moat(dir: &Path, pki: &Pki, socket: &Path, bin: &str, name: &str) -> (S
         format!(
             "listen:\n  tcp: {addr}\ntls:\n  cert: {}\n  key: {}\n  client_ca: {}\n\
              engine:\n  socket: {}\npolicy:\n  dir: {}\naudit:\n  file: {d}/{name}-audit/audit.log\n  sync: {sync}\n\
-             metrics:\n  listen: null\nlog:\n  level: warn\n",
+             metrics:\n  listen: {metrics}\nlog:\n  level: warn\n",
             pki.server_cert.display(),
             pki.server_key.display(),
             pki.ca_pem.display(),
