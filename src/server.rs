@@ -351,11 +351,6 @@ async fn watch_engine(gw: Arc<Gateway>, shutdown: CancellationToken) {
     }
 }
 
-/// The most a connection's read buffer grows to: large enough for uploads to
-/// stream in few, large reads; small enough that an idle connection that
-/// once uploaded does not hold much (hyper keeps the buffer's capacity).
-const UPLOAD_READ_BUF: usize = 256 * 1024;
-
 async fn connection(
     gw: Arc<Gateway>,
     conns: Arc<Connections>,
@@ -413,11 +408,10 @@ async fn connection(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
-        // The head limit is hyper's `max_header_size` (the pipeline checks
-        // it exactly); the read buffer itself may grow to UPLOAD_READ_BUF so
-        // that uploads (`load`, `build`, `cp`) move in large reads.
-        .max_header_size(limits.max_header_bytes)
-        .max_buf_size(UPLOAD_READ_BUF.max(limits.max_header_bytes))
+        // Also caps the read buffer, so an idle connection that once uploaded
+        // holds at most this much (hyper keeps the buffer's capacity); with
+        // `Coalesce` below, uploads move in reads of this size.
+        .max_buf_size(limits.max_header_bytes)
         .max_headers(limits.max_headers)
         .keep_alive(true);
     let conn = builder
