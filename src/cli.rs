@@ -33,6 +33,10 @@ enum Command {
     /// Serve the gateway with a config file.
     Serve(serve::Args),
     /// Generate what is missing under a directory, start a bundled engine and serve.
+    ///
+    /// A repeated flag overrides the earlier one, so that arguments given
+    /// to `docker run IMAGE --listen ADDR` override the image's entrypoint.
+    #[command(args_override_self = true)]
     Up(up::Args),
     /// Check a config file.
     #[command(subcommand)]
@@ -54,6 +58,13 @@ enum Command {
 /// Parses the command line, runs the command and maps failure to a one-line
 /// reason and exit code 1 (clap's own usage errors exit 2).
 pub fn main() -> ExitCode {
+    // regorus captures a backtrace for every internal error when
+    // RUST_BACKTRACE is set, which serializes evaluation across threads.
+    // Library backtraces are off unless asked for explicitly; this runs
+    // before any thread exists.
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
+        std::env::set_var("RUST_LIB_BACKTRACE", "0");
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(a) => serve::run(a),
@@ -71,5 +82,32 @@ pub fn main() -> ExitCode {
             eprintln!("moat: {}", format!("{e:#}").replace('\n', " "));
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn up_flags_given_twice_take_the_last_value() {
+        let cli = Cli::try_parse_from([
+            "moat",
+            "up",
+            "--dir",
+            "/a",
+            "--listen",
+            "0.0.0.0:2376",
+            "--listen",
+            "127.0.0.1:1",
+            "--dir",
+            "/b",
+        ])
+        .unwrap();
+        let Command::Up(a) = cli.command else {
+            panic!("not up")
+        };
+        assert_eq!(a.dir, std::path::Path::new("/b"));
+        assert_eq!(a.listen, Some("127.0.0.1:1".parse().unwrap()));
     }
 }

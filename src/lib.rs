@@ -6,18 +6,25 @@
 //! that strings them together is [`pipeline::handle`]):
 //!
 //! 1. [`server`]: the TCP listener, connection limits, graceful shutdown.
-//! 2. [`tls`]: mutual TLS (rustls), reloadable certificates and CRL.
-//! 3. [`identity`]: who the client is, from its certificate or a bearer token.
+//! 2. [`tls`]: mutual TLS (rustls), with certificates and CRL reloaded on
+//!    change ([`tls::reload`]).
+//! 3. [`identity`]: who the client is, from its certificate or a bearer
+//!    token ([`identity::token`]).
 //! 4. [`pipeline`]: the HTTP request path, one readable function.
-//! 5. [`classify`]: which Engine API operation this is, as the daemon routes it.
-//! 6. [`body`]: the request body, read and parsed where the policy must see it.
+//! 5. [`classify`]: which Engine API operation this is, exactly as the
+//!    daemon routes it.
+//! 6. [`body`]: the request body, read whole and parsed strictly where the
+//!    policy must see it, streamed where it is an upload.
 //! 7. [`policy`]: the Rego decision.
-//! 8. [`audit`]: the tamper-evident audit record, written before forwarding.
-//! 9. [`forward`] and [`hijack`]: the engine's unix socket, streamed or hijacked.
-//! 10. [`respond`]: the one place an error becomes a client response.
+//! 8. [`audit`]: the hash-chained audit record, written before forwarding.
+//! 9. [`forward`] and [`hijack`]: the engine's unix socket, streamed or
+//!    hijacked with half-close.
+//! 10. [`respond`]: the one place a refusal becomes a client response.
 //!
-//! Beside the request path: [`config`], [`metrics`], and the command line in
-//! [`cli`].
+//! Beside the request path: [`config`] (the typed config file), [`metrics`]
+//! (Prometheus and health endpoints), [`engine`] (the bundled dockerd and its
+//! supervisor), [`launch`] (engine, then gateway; stopped in reverse),
+//! [`pki`] (moat's own CA), and the command line in [`cli`].
 
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
@@ -39,3 +46,4 @@ pub mod policy;
 pub mod respond;
 pub mod server;
 pub mod tls;
+pub mod up;

@@ -57,6 +57,10 @@ pub enum ServeError {
     Tokens(#[from] token::TokenError),
     #[error("reload: {0}")]
     Reload(#[from] crate::tls::reload::ReloadError),
+    #[error("policy watch: {0}")]
+    PolicyWatch(#[from] crate::policy::WatchError),
+    #[error("cannot install the SIGHUP handler: {0}")]
+    Signal(std::io::Error),
 }
 
 /// Everything a request needs, shared by all connections.
@@ -197,7 +201,8 @@ impl Server {
             None => None,
         };
         let metrics = Arc::new(Metrics::new());
-        let policy = Arc::new(Policy::load(&config.policy, &config.limits)?);
+        let policy =
+            Arc::new(Policy::load(&config.policy, &config.limits)?.with_metrics(metrics.clone()));
         let audit = Auditor::open(&config.audit, metrics.clone()).await?;
         let listener = TcpListener::bind(config.listen.tcp)
             .await
@@ -261,6 +266,8 @@ impl Server {
             metrics_listener,
         } = self;
         crate::tls::reload::spawn(gateway.clone(), shutdown.clone())?;
+        gateway.policy.watch(shutdown.clone())?;
+        spawn_policy_sighup(gateway.policy.clone(), shutdown.clone())?;
         if let Some(l) = metrics_listener {
             let ready = readiness(gateway.clone());
             tokio::spawn(crate::metrics::serve(
@@ -337,6 +344,32 @@ fn readiness(gw: Arc<Gateway>) -> crate::metrics::ReadyCheck {
             ]
         })
     })
+}
+
+/// SIGHUP reloads the policy set (certificates and tokens have their own
+/// SIGHUP handler in [`crate::tls::reload`]).
+fn spawn_policy_sighup(policy: Arc<Policy>, shutdown: CancellationToken) -> Result<(), ServeError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = signal(SignalKind::hangup()).map_err(ServeError::Signal)?;
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = hup.recv() => {}
+            }
+            let p = policy.clone();
+            match tokio::task::spawn_blocking(move || p.reload()).await {
+                Ok(Ok(())) => {
+                    tracing::info!(revision = %policy.revision(), "SIGHUP: policy reloaded")
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "SIGHUP: policy reload failed; keeping the last good set")
+                }
+                Err(e) => tracing::error!(error = %e, "SIGHUP: policy reload task failed"),
+            }
+        }
+    });
+    Ok(())
 }
 
 /// Keeps `moat_engine_up` current even when nobody polls `/readyz`.

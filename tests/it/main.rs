@@ -11,3 +11,4 @@ mod faults;
 mod gateway;
 mod identity;
 mod limits;
+mod up;

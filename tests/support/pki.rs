@@ -17,6 +17,7 @@ pub struct Pki {
     pub server_cert: PathBuf,
     pub server_key: PathBuf,
     issuer: Issuer<'static, KeyPair>,
+    issued: std::sync::Mutex<std::collections::HashMap<(String, String), Bundle>>,
 }
 
 /// A docker client bundle: a directory with ca.pem, cert.pem and key.pem.
@@ -86,6 +87,7 @@ impl Pki {
             server_cert,
             server_key: server_key_path,
             issuer,
+            issued: Default::default(),
         }
     }
 
@@ -136,7 +138,10 @@ impl Pki {
 
     /// A bundle with only ca.pem (for token clients).
     pub fn ca_only(&self, name: &str) -> Bundle {
-        let dir = self.dir.join("clients").join(name);
+        let dir = self
+            .dir
+            .join("clients")
+            .join(format!("{name}-{}", hex::encode(rand::random::<[u8; 4]>())));
         std::fs::create_dir_all(&dir).expect("bundle dir");
         std::fs::copy(&self.ca_pem, dir.join("ca.pem")).expect("copy ca");
         Bundle { dir }
@@ -164,7 +169,10 @@ impl Pki {
         p.not_after = not_after;
         p.serial_number = Some(random_serial());
         let cert = p.signed_by(&key, issuer).expect("sign client");
-        let dir = self.dir.join("clients").join(format!("{user}{suffix}"));
+        let dir = self.dir.join("clients").join(format!(
+            "{user}{suffix}-{}",
+            hex::encode(rand::random::<[u8; 4]>())
+        ));
         std::fs::create_dir_all(&dir).expect("bundle dir");
         std::fs::copy(ca_pem, dir.join("ca.pem")).expect("copy ca");
         std::fs::write(dir.join("cert.pem"), cert.pem()).expect("write cert");
