@@ -227,6 +227,7 @@ fn main() {
                     for (a, b, overhead, policy) in keys {
                         let n = (b.2 - a.2).max(1.0);
                         s.add(p, overhead, (b.0 - a.0) / n * 1e6);
+                        let n = (b.3 - a.3).max(1.0);
                         s.add(p, policy, (b.1 - a.1) / n * 1e6);
                     }
                 }

@@ -103,9 +103,8 @@ pub async fn handle(
             identity: &identity,
             client: conn.peer,
         };
-        let eval_started = Instant::now();
+        // `Policy::decide` observes `moat_policy_eval_seconds` itself.
         let decision = gw.policy.decide(&facts).await;
-        gw.metrics.policy_eval(eval_started.elapsed());
         trail.decision(&decision);
 
         // 5. The decision record, on disk before anything reaches the engine.

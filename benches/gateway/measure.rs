@@ -226,8 +226,9 @@ impl Cli {
 }
 
 /// moat's own time per request, from its metrics: (sum of
-/// `moat_overhead_seconds`, sum of `moat_policy_eval_seconds`, count).
-pub fn moat_internals(metrics: std::net::SocketAddr) -> (f64, f64, f64) {
+/// `moat_overhead_seconds`, sum of `moat_policy_eval_seconds`, requests,
+/// policy evaluations).
+pub fn moat_internals(metrics: std::net::SocketAddr) -> (f64, f64, f64, f64) {
     use std::io::{Read, Write};
     let mut text = String::new();
     if let Ok(mut s) = std::net::TcpStream::connect(metrics) {
@@ -243,5 +244,6 @@ pub fn moat_internals(metrics: std::net::SocketAddr) -> (f64, f64, f64) {
         value("moat_overhead_seconds_sum"),
         value("moat_policy_eval_seconds_sum"),
         value("moat_overhead_seconds_count"),
+        value("moat_policy_eval_seconds_count"),
     )
 }
