@@ -103,9 +103,8 @@ pub async fn handle(
             identity: &identity,
             client: conn.peer,
         };
-        let eval_started = Instant::now();
+        // `Policy::decide` observes `moat_policy_eval_seconds` itself.
         let decision = gw.policy.decide(&facts).await;
-        gw.metrics.policy_eval(eval_started.elapsed());
         trail.decision(&decision);
 
         // 5. The decision record, on disk before anything reaches the engine.
@@ -417,7 +416,8 @@ impl Completion {
             self.overhead,
         );
         tracing::debug!(id = %self.record.id, op = self.operation, status, ms = elapsed.as_millis() as u64, "request");
-        let record = self.record.clone();
+        // Moved, not cloned: this is the last use of the record.
+        let record = self.record;
         drop(self.in_flight.take());
         let gw2 = gw.clone();
         gw.tasks.spawn(async move {
