@@ -36,8 +36,6 @@ use crate::metrics::Metrics;
 use crate::policy::Policy;
 use crate::tls::TlsSettings;
 
-mod coalesce;
-use coalesce::{Coalesce, ReadAhead};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -397,7 +395,7 @@ async fn connection(
     let acceptor = tokio_rustls::TlsAcceptor::from(gw.tls.current());
     let tls = match tokio::time::timeout(
         limits.handshake_timeout,
-        acceptor.accept(ReadAhead::new(tcp)),
+        acceptor.accept(tcp),
     )
     .await
     {
@@ -442,13 +440,12 @@ async fn connection(
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         // Also caps the read buffer, so an idle connection that once uploaded
-        // holds at most this much (hyper keeps the buffer's capacity); with
-        // `Coalesce` below, uploads move in reads of this size.
+        // holds at most this much (hyper keeps the buffer's capacity).
         .max_buf_size(limits.max_header_bytes)
         .max_headers(limits.max_headers)
         .keep_alive(true);
     let conn = builder
-        .serve_connection(TokioIo::new(Coalesce::new(tls)), svc)
+        .serve_connection(TokioIo::new(tls), svc)
         .with_upgrades();
     tokio::pin!(conn);
     let idle = limits.idle_timeout;
