@@ -36,7 +36,6 @@ use crate::metrics::Metrics;
 use crate::policy::Policy;
 use crate::tls::TlsSettings;
 
-
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -393,12 +392,7 @@ async fn connection(
     let _ = tcp.set_nodelay(true);
     let limits = &gw.config.limits;
     let acceptor = tokio_rustls::TlsAcceptor::from(gw.tls.current());
-    let tls = match tokio::time::timeout(
-        limits.handshake_timeout,
-        acceptor.accept(tcp),
-    )
-    .await
-    {
+    let tls = match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
             gw.metrics.tls_handshake_failure();

@@ -12,11 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::{self, image, pki, raw, Docker, Moat, MoatOptions};
-
-fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", hex::encode(rand::random::<[u8; 4]>()))
-}
+use crate::support::{self, image, pki, raw, unique, Docker, Moat, MoatOptions};
 
 /// Calls `f` until it returns `Ok`, or panics with `what` and the last
 /// `Err` after `limit` (a hang guard for asynchronous writes, not a timing
@@ -553,12 +549,7 @@ fn metrics_count_the_requests_made() {
 fn metrics_count_authentication_failures() {
     let p = pki();
     let moat = Moat::start_with(MoatOptions {
-        tls_yaml: Some(format!(
-            "  cert: {}\n  key: {}\n  client_ca: {}\n  client_cert: optional\n",
-            p.server_cert.display(),
-            p.server_key.display(),
-            p.ca_pem.display()
-        )),
+        tls_yaml: Some(p.tls_yaml_optional()),
         ..Default::default()
     });
     let series = r#"moat_auth_failures_total{reason="missing"}"#;

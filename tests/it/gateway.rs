@@ -3,14 +3,10 @@
 
 use std::time::Duration;
 
-use crate::support::{self, image, pki, raw, Docker, Moat};
+use crate::support::{self, image, pki, raw, unique, Docker, Moat};
 
 fn admin(moat: &Moat) -> Docker {
     Docker::new(moat, &pki().client("alice", "admin"))
-}
-
-fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", hex::encode(rand::random::<[u8; 4]>()))
 }
 
 #[test]
@@ -83,16 +79,8 @@ fn run_it_under_a_pseudo_terminal() {
     let moat = Moat::start();
     let d = admin(&moat);
     // `script` gives the docker CLI a real pty, as an interactive user has.
-    let cmd = d.command(&[]);
-    let mut script = std::process::Command::new("script");
     let docker_line = format!("docker run -it --rm {} sh -c 'tty && echo pty-ok'", image());
-    for (k, v) in cmd.get_envs() {
-        match v {
-            Some(v) => script.env(k, v),
-            None => script.env_remove(k),
-        };
-    }
-    script.args(["-qec", &docker_line, "/dev/null"]);
+    let script = d.program("script", &["-qec", &docker_line, "/dev/null"]);
     let out = support::run_with_deadline(script, Some(b"exit\n"), Duration::from_secs(120));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -235,15 +223,7 @@ fn save_and_load_a_200mb_image_keeps_its_id() {
     assert_eq!(d.ok(&["image", "inspect", "--format", "{{.Id}}", &tag]), id);
     // And as a pipe, both ends through moat at once.
     let pipe = format!("docker save {tag} | docker load");
-    let sh = d.command(&[]);
-    let mut cmd = std::process::Command::new("sh");
-    for (k, v) in sh.get_envs() {
-        match v {
-            Some(v) => cmd.env(k, v),
-            None => cmd.env_remove(k),
-        };
-    }
-    cmd.args(["-c", &pipe]);
+    let cmd = d.program("sh", &["-c", &pipe]);
     let out = support::run_with_deadline(cmd, None, Duration::from_secs(300));
     assert!(
         out.status.success(),

@@ -15,22 +15,12 @@ use moat::pki::{InitOptions, IssueOptions, PkiPaths, RevokeTarget};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::support::{self, engine, image, pki, raw, Bundle, Docker, Moat, MoatOptions};
+use crate::support::{
+    self, engine, image, pki, raw, tempdir, unique, Bundle, Docker, Moat, MoatOptions,
+};
 
 const ISSUER: &str = "moat-it";
 const AUDIENCE: &str = "moat-gateway";
-
-fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", hex::encode(rand::random::<[u8; 4]>()))
-}
-
-fn tempdir(prefix: &str) -> PathBuf {
-    tempfile::Builder::new()
-        .prefix(prefix)
-        .tempdir()
-        .expect("tempdir")
-        .keep()
-}
 
 fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
@@ -75,12 +65,7 @@ impl TokenGateway {
         std::fs::write(&revoked, list).unwrap();
         let p = pki();
         let moat = Moat::start_with(MoatOptions {
-            tls_yaml: Some(format!(
-                "  cert: {}\n  key: {}\n  client_ca: {}\n  client_cert: optional\n",
-                p.server_cert.display(),
-                p.server_key.display(),
-                p.ca_pem.display()
-            )),
+            tls_yaml: Some(p.tls_yaml_optional()),
             extra_yaml: format!(
                 "auth:\n  tokens:\n    issuer: {ISSUER}\n    audience: {AUDIENCE}\n    keys:\n      - file: {}\n        algorithm: ES256\n      - file: {}\n        algorithm: RS256\n    leeway: 5s\n    max_ttl: 1h\n    revoked: {}\n",
                 public_key.display(),

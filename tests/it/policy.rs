@@ -6,25 +6,13 @@
 //! raw HTTP before anything reaches the engine.
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::{self, engine, image, pki, raw, Docker, Moat, MoatOptions};
-
-fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", hex::encode(rand::random::<[u8; 4]>()))
-}
-
-fn tempdir(prefix: &str) -> PathBuf {
-    tempfile::Builder::new()
-        .prefix(prefix)
-        .tempdir()
-        .expect("tempdir")
-        .keep()
-}
+use crate::support::{self, engine, image, pki, raw, tempdir, unique, Docker, Moat, MoatOptions};
 
 fn as_role(moat: &Moat, user: &str, group: &str) -> Docker {
     Docker::new(moat, &pki().client(user, group))

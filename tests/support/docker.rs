@@ -42,6 +42,21 @@ impl Docker {
         cmd
     }
 
+    /// Another program (`sh`, `script`) run with this client's docker
+    /// environment, for pipelines and pseudo-terminals.
+    pub fn program(&self, program: &str, args: &[&str]) -> Command {
+        let cmd = self.command(&[]);
+        let mut other = Command::new(program);
+        for (k, v) in cmd.get_envs() {
+            match v {
+                Some(v) => other.env(k, v),
+                None => other.env_remove(k),
+            };
+        }
+        other.args(args);
+        other
+    }
+
     pub fn run(&self, args: &[&str]) -> Output {
         super::run_with_deadline(self.command(args), None, Duration::from_secs(300))
     }

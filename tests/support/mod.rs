@@ -20,6 +20,21 @@ pub use engine::{engine, image};
 pub use moat::{Moat, MoatOptions};
 pub use pki::{pki, Bundle};
 
+/// A name no other test uses (containers, volumes, images).
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", hex::encode(rand::random::<[u8; 4]>()))
+}
+
+/// A temporary directory that outlives the test (moat and dockerd may still
+/// hold files in it when the test returns).
+pub fn tempdir(prefix: &str) -> std::path::PathBuf {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .expect("tempdir")
+        .keep()
+}
+
 /// The repository root.
 pub fn repo() -> std::path::PathBuf {
     std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))

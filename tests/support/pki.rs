@@ -136,6 +136,17 @@ impl Pki {
         )
     }
 
+    /// The `tls:` section body for moat with this PKI's server certificate
+    /// and `client_cert: optional` (token clients may come without one).
+    pub fn tls_yaml_optional(&self) -> String {
+        format!(
+            "  cert: {}\n  key: {}\n  client_ca: {}\n  client_cert: optional\n",
+            self.server_cert.display(),
+            self.server_key.display(),
+            self.ca_pem.display()
+        )
+    }
+
     /// A bundle with only ca.pem (for token clients).
     pub fn ca_only(&self, name: &str) -> Bundle {
         let dir = self
