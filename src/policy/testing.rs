@@ -146,7 +146,10 @@ impl Interpreter {
              deny := x if {{ x := authz.deny with input as input.probe }}\n"
         );
         engine
-            .add_policy("moat:probe_test.rego".into(), aliases::resolve("moat:probe_test.rego", &probe))
+            .add_policy(
+                "moat:probe_test.rego".into(),
+                aliases::resolve("moat:probe_test.rego", &probe),
+            )
             .map_err(|e| PolicyError::Compile(locate(&e)))?;
         Ok(Interpreter { engine })
     }
