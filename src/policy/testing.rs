@@ -1,13 +1,21 @@
 //! `moat policy check` and `moat policy test`: compile a policy directory
 //! the way the gateway does, and run its `test_*` rules like `opa test`.
 //!
-//! Tests run in the interpreter, not the RVM, because they use `with`.
+//! Tests run in the interpreter, not the RVM, because they use `with`. The
+//! interpreter gets the modules with their import aliases resolved
+//! ([`aliases`]), since regorus' interpreter evaluates an alias as the whole
+//! imported document, which can disagree with the RVM the gateway runs.
+//! [`Interpreter`] exposes the same engine so the Rust tests can check both
+//! decide alike.
+
+mod aliases;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use regorus::Value;
 
+use super::eval::Raw;
 use super::set::{locate, Compiled, Sources};
 use super::PolicyError;
 
@@ -60,7 +68,7 @@ pub struct TestResult {
 /// passes when it evaluates to `true`; undefined, false or an error fail.
 pub fn run_tests(dir: &Path) -> Result<Vec<TestResult>, PolicyError> {
     let sources = Sources::read(dir)?;
-    let mut engine = sources.engine(true)?;
+    let mut engine = test_engine(&sources, true)?;
     let mut results = Vec::new();
     for (file, text) in sources.rego.iter().filter(|(n, _)| Sources::is_test(n)) {
         let Some(pkg) = package_of(text) else {
@@ -94,6 +102,73 @@ pub fn run_tests(dir: &Path) -> Result<Vec<TestResult>, PolicyError> {
         }
     }
     Ok(results)
+}
+
+/// An interpreter engine as `moat policy test` builds it: the files of
+/// `sources` (tests too when asked) with their import aliases resolved, and
+/// the data.
+fn test_engine(sources: &Sources, include_tests: bool) -> Result<regorus::Engine, PolicyError> {
+    let mut engine = regorus::Engine::new();
+    for (name, text) in &sources.rego {
+        if !include_tests && Sources::is_test(name) {
+            continue;
+        }
+        engine
+            .add_policy(name.clone(), aliases::resolve(name, text))
+            .map_err(|e| PolicyError::Compile(locate(&e)))?;
+    }
+    engine
+        .add_data(Value::from(sources.data.clone()))
+        .map_err(|e| PolicyError::Data(format!("{e}")))?;
+    Ok(engine)
+}
+
+/// The package of the probe module [`Interpreter`] adds: nested under
+/// `docker.authz` and reading the decision through an import alias, as a
+/// test does.
+const PROBE: &str = "docker.authz.moat_internal_probe_test";
+
+/// The test runner's evaluation of a policy directory, for checking that it
+/// decides like the gateway's RVM: `allow` and `deny` read the way a test
+/// reads them (`authz.allow with input as …`).
+pub struct Interpreter {
+    engine: regorus::Engine,
+}
+
+impl Interpreter {
+    /// Loads the policy files of `dir` (not the tests) like `run_tests`.
+    pub fn new(dir: &Path) -> Result<Interpreter, PolicyError> {
+        let sources = Sources::read(dir)?;
+        let mut engine = test_engine(&sources, false)?;
+        let probe = format!(
+            "package {PROBE}\nimport rego.v1\nimport data.docker.authz\n\
+             allow := x if {{ x := authz.allow with input as input.probe }}\n\
+             deny := x if {{ x := authz.deny with input as input.probe }}\n"
+        );
+        engine
+            .add_policy(
+                "moat:probe_test.rego".into(),
+                aliases::resolve("moat:probe_test.rego", &probe),
+            )
+            .map_err(|e| PolicyError::Compile(locate(&e)))?;
+        Ok(Interpreter { engine })
+    }
+
+    /// `allow` and `deny` for `input` (Undefined when not defined).
+    pub fn raw(&mut self, input: serde_json::Value) -> Result<Raw, PolicyError> {
+        let mut probe = serde_json::Map::new();
+        probe.insert("probe".into(), input);
+        self.engine
+            .set_input(Value::from(serde_json::Value::Object(probe)));
+        let mut rule = |name: &str| {
+            self.engine
+                .eval_rule(format!("data.{PROBE}.{name}"))
+                .map_err(|e| PolicyError::Compile(locate(&e)))
+        };
+        let allow = rule("allow")?;
+        let deny = rule("deny")?;
+        Ok(Raw { allow, deny })
+    }
 }
 
 fn package_of(text: &str) -> Option<String> {

@@ -103,7 +103,8 @@ fn create_hc(hc: Value) -> Req {
     create(json!({"Image": "alpine", "HostConfig": hc}))
 }
 
-async fn decide(p: &Policy, r: &Req, who: &Identity) -> Decision {
+/// Calls `f` with the facts of request `r` by `who`.
+fn with_facts<T>(r: &Req, who: &Identity, f: impl FnOnce(&Facts<'_>) -> T) -> T {
     let mut rt = route(r.op, r.readonly, r.path, &r.params);
     rt.query = r
         .query
@@ -122,81 +123,120 @@ async fn decide(p: &Policy, r: &Req, who: &Identity) -> Decision {
         identity: who,
         client: "127.0.0.1:5555".parse().unwrap(),
     };
-    p.decide(&facts).await
+    f(&facts)
+}
+
+async fn decide(p: &Policy, r: &Req, who: &Identity) -> Decision {
+    let doc = with_facts(r, who, input::build);
+    p.decide_input(doc, r.op, &who.name)
+}
+
+/// The decision `moat policy test`'s interpreter reaches for `r`.
+fn interpret(i: &mut testing::Interpreter, r: &Req, who: &Identity) -> Decision {
+    let doc = with_facts(r, who, input::build);
+    eval::decide(i.raw(doc).unwrap(), r.op, &who.name, "")
 }
 
 fn fixture(name: &str) -> Value {
     serde_json::from_str(&std::fs::read_to_string(testdata(name)).unwrap()).unwrap()
 }
 
-#[tokio::test]
-async fn shipped_pack_decisions() {
-    let p = load(&shipped());
-    let admin = identity("ada", &["admin"], &[]);
-    let dev = identity("dana", &["developer"], &[]);
-    let viewer = identity("vic", &["viewer"], &[]);
-    let ci = identity("ci-bot", &["ci"], &["containers:run"]);
-    let builder = identity("builder", &["ci"], &["images:build"]);
-    let nobody = identity("nora", &["sales"], &[]);
+struct People {
+    admin: Identity,
+    dev: Identity,
+    viewer: Identity,
+    ci: Identity,
+    builder: Identity,
+    nobody: Identity,
+}
+
+fn people() -> People {
+    People {
+        admin: identity("ada", &["admin"], &[]),
+        dev: identity("dana", &["developer"], &[]),
+        viewer: identity("vic", &["viewer"], &[]),
+        ci: identity("ci-bot", &["ci"], &["containers:run"]),
+        builder: identity("builder", &["ci"], &["images:build"]),
+        nobody: identity("nora", &["sales"], &[]),
+    }
+}
+
+/// The data-driven table: (case, request, who, allowed, message substring).
+fn cases(who: &People) -> Vec<(&'static str, Req, &Identity, bool, &'static str)> {
+    let People {
+        admin,
+        dev,
+        viewer,
+        ci,
+        builder,
+        nobody,
+    } = who;
 
     let plain = fixture("docker-cli-run-plain.json");
     let privileged = fixture("docker-cli-run-privileged.json");
 
     // (case, request, who, allowed, message substring)
-    let cases: Vec<(&str, Req, &Identity, bool, &str)> = vec![
-        ("admin runs --privileged", create(privileged.clone()), &admin, true, ""),
-        ("developer runs a plain container", create(plain.clone()), &dev, true, ""),
-        ("ci runs a plain container", create(plain.clone()), &ci, true, ""),
-        ("developer --privileged (real CLI body)", create(privileged.clone()), &dev, false,
+    vec![
+        ("admin runs --privileged", create(privileged.clone()), admin, true, ""),
+        ("developer runs a plain container", create(plain.clone()), dev, true, ""),
+        ("ci runs a plain container", create(plain.clone()), ci, true, ""),
+        ("developer --privileged (real CLI body)", create(privileged.clone()), dev, false,
             "developer policy: privileged containers are not allowed (HostConfig.Privileged); ask an admin or drop --privileged"),
-        ("real CLI body: CAP_SYS_ADMIN", create(privileged.clone()), &dev, false, "capability SYS_ADMIN"),
-        ("real CLI body: -v /etc", create(privileged), &dev, false, "bind mounts of /etc are not allowed"),
-        ("ci --privileged", create_hc(json!({"Privileged": true})), &ci, false, "ci policy: privileged containers"),
-        ("-v /:/host", create_hc(json!({"Binds": ["/:/host"]})), &dev, false, "bind mounts of / are not allowed"),
-        ("named volume bind is fine", create_hc(json!({"Binds": ["data:/data"]})), &dev, true, ""),
-        ("--mount type=bind", create_hc(json!({"Mounts": [{"Type": "bind", "Source": "/srv", "Target": "/s"}]})), &dev, false, "bind mounts of /srv"),
-        ("docker.sock", create_hc(json!({"Binds": ["/var/run/docker.sock:/var/run/docker.sock"]})), &dev, false, "Docker socket"),
-        ("--cap-add SYS_ADMIN", create_hc(json!({"CapAdd": ["SYS_ADMIN"]})), &dev, false, "drop --cap-add SYS_ADMIN"),
-        ("--cap-add NET_BIND_SERVICE", create_hc(json!({"CapAdd": ["NET_BIND_SERVICE"]})), &dev, true, ""),
-        ("--network host", create_hc(json!({"NetworkMode": "host"})), &dev, false, "HostConfig.NetworkMode=host"),
-        ("--pid host", create_hc(json!({"PidMode": "host"})), &dev, false, "drop --pid host"),
-        ("--ipc host", create_hc(json!({"IpcMode": "host"})), &dev, false, "--ipc host"),
-        ("--uts host", create_hc(json!({"UTSMode": "host"})), &dev, false, "--uts host"),
-        ("--userns host", create_hc(json!({"UsernsMode": "host"})), &dev, false, "--userns host"),
-        ("--cgroupns host", create_hc(json!({"CgroupnsMode": "host"})), &dev, false, "--cgroupns host"),
-        ("--device", create_hc(json!({"Devices": [{"PathOnHost": "/dev/sda", "PathInContainer": "/dev/sda", "CgroupPermissions": "rwm"}]})), &dev, false, "host devices are not allowed (Devices)"),
-        ("--gpus", create_hc(json!({"DeviceRequests": [{"Count": -1}]})), &dev, false, "--gpus"),
-        ("seccomp=unconfined", create_hc(json!({"SecurityOpt": ["seccomp=unconfined"]})), &dev, false, "seccomp=unconfined is not allowed"),
-        ("apparmor:unconfined", create_hc(json!({"SecurityOpt": ["apparmor:unconfined"]})), &dev, false, "apparmor=unconfined"),
-        ("systempaths=unconfined (CLI sends MaskedPaths [])", create_hc(json!({"MaskedPaths": [], "ReadonlyPaths": []})), &dev, false, "masked /proc paths"),
-        ("custom runtime", create_hc(json!({"Runtime": "kata"})), &dev, false, "custom runtimes"),
-        ("cgroup parent", create_hc(json!({"CgroupParent": "/system.slice"})), &dev, false, "cgroup parent"),
-        ("VolumesFrom", create_hc(json!({"VolumesFrom": ["other"]})), &dev, false, "VolumesFrom"),
-        ("bind-type volume mount", create_hc(json!({"Mounts": [{"Type": "volume", "Target": "/x", "VolumeOptions": {"DriverConfig": {"Name": "local", "Options": {"type": "none", "o": "bind", "device": "/"}}}}]})), &dev, false, "volume options that bind-mount the host"),
-        ("nulls everywhere", create(json!({"Image": "alpine", "HostConfig": {"Binds": null, "Mounts": null, "CapAdd": null, "Devices": null, "SecurityOpt": null, "MaskedPaths": null}})), &dev, true, ""),
-        ("null HostConfig", create(json!({"Image": "alpine", "HostConfig": null})), &dev, true, ""),
-        ("no body", req("ContainerCreate", "POST", "/containers/create"), &dev, true, ""),
-        ("exec --privileged", Req { body: Some(json!({"Cmd": ["sh"], "Privileged": true})), ..req("ContainerExec", "POST", "/containers/c1/exec") }, &dev, false, "privileged exec is not allowed"),
-        ("plain exec", Req { body: Some(json!({"Cmd": ["sh"], "Privileged": false})), ..req("ContainerExec", "POST", "/containers/c1/exec") }, &dev, true, ""),
-        ("update adds a device", Req { body: Some(json!({"Devices": [{"PathOnHost": "/dev/kmsg"}]})), ..req("ContainerUpdate", "POST", "/containers/c1/update") }, &dev, false, "host devices"),
-        ("volume create bind", Req { body: Some(json!({"Name": "v", "Driver": "local", "DriverOpts": {"type": "none", "o": "bind", "device": "/etc"}})), ..req("VolumeCreate", "POST", "/volumes/create") }, &dev, false, "DriverOpts type=none,o=bind,device="),
-        ("volume create tmpfs", Req { body: Some(json!({"Name": "v", "DriverOpts": {"type": "tmpfs", "device": "tmpfs"}})), ..req("VolumeCreate", "POST", "/volumes/create") }, &dev, true, ""),
-        ("network connect host", Req { params: vec![("id", "host")], body: Some(json!({"Container": "c1"})), ..req("NetworkConnect", "POST", "/networks/host/connect") }, &dev, false, "host network"),
-        ("build --network host", Req { query: vec![("networkmode", "host")], ..req("ImageBuild", "POST", "/build") }, &dev, false, "networkmode=host"),
-        ("build", Req { query: vec![("t", "app")], ..req("ImageBuild", "POST", "/build") }, &builder, true, ""),
-        ("swarm", req("SwarmInit", "POST", "/swarm/init"), &dev, false, "swarm, plugin, secret and config operations are not allowed (SwarmInit)"),
-        ("secrets", req("SecretCreate", "POST", "/secrets/create"), &dev, false, "(SecretCreate)"),
-        ("plugins", req("PluginPull", "POST", "/plugins/pull"), &dev, false, "(PluginPull)"),
-        ("viewer ps", req("ContainerList", "GET", "/containers/json"), &viewer, true, ""),
-        ("viewer inspect", Req { params: vec![("name", "c1")], ..req("ContainerInspect", "GET", "/containers/c1/json") }, &viewer, true, ""),
-        ("viewer run", create(plain.clone()), &viewer, false, "no policy rule allows ContainerCreate for vic"),
-        ("viewer cp out", req("ContainerArchive", "GET", "/containers/c1/archive"), &viewer, false, "viewer policy: ContainerArchive copies file contents"),
-        ("viewer export", req("ContainerExport", "GET", "/containers/c1/export"), &viewer, false, "ContainerExport"),
-        ("viewer save", req("ImageGet", "GET", "/images/alpine/get"), &viewer, false, "ImageGet"),
-        ("ci without scope", req("ImageBuild", "POST", "/build"), &ci, false, "no policy rule allows ImageBuild for ci-bot"),
-        ("no role", req("SystemPing", "GET", "/_ping"), &nobody, false, "no policy rule allows SystemPing for nora"),
-        ("Unknown, even for admin", req("Unknown", "GET", "/nope"), &admin, false, "not a Docker Engine API operation"),
-    ];
+        ("real CLI body: CAP_SYS_ADMIN", create(privileged.clone()), dev, false, "capability SYS_ADMIN"),
+        ("real CLI body: -v /etc", create(privileged), dev, false, "bind mounts of /etc are not allowed"),
+        ("ci --privileged", create_hc(json!({"Privileged": true})), ci, false, "ci policy: privileged containers"),
+        ("-v /:/host", create_hc(json!({"Binds": ["/:/host"]})), dev, false, "bind mounts of / are not allowed"),
+        ("named volume bind is fine", create_hc(json!({"Binds": ["data:/data"]})), dev, true, ""),
+        ("--mount type=bind", create_hc(json!({"Mounts": [{"Type": "bind", "Source": "/srv", "Target": "/s"}]})), dev, false, "bind mounts of /srv"),
+        ("docker.sock", create_hc(json!({"Binds": ["/var/run/docker.sock:/var/run/docker.sock"]})), dev, false, "Docker socket"),
+        ("--cap-add SYS_ADMIN", create_hc(json!({"CapAdd": ["SYS_ADMIN"]})), dev, false, "drop --cap-add SYS_ADMIN"),
+        ("--cap-add NET_BIND_SERVICE", create_hc(json!({"CapAdd": ["NET_BIND_SERVICE"]})), dev, true, ""),
+        ("--network host", create_hc(json!({"NetworkMode": "host"})), dev, false, "HostConfig.NetworkMode=host"),
+        ("--pid host", create_hc(json!({"PidMode": "host"})), dev, false, "drop --pid host"),
+        ("--ipc host", create_hc(json!({"IpcMode": "host"})), dev, false, "--ipc host"),
+        ("--uts host", create_hc(json!({"UTSMode": "host"})), dev, false, "--uts host"),
+        ("--userns host", create_hc(json!({"UsernsMode": "host"})), dev, false, "--userns host"),
+        ("--cgroupns host", create_hc(json!({"CgroupnsMode": "host"})), dev, false, "--cgroupns host"),
+        ("--device", create_hc(json!({"Devices": [{"PathOnHost": "/dev/sda", "PathInContainer": "/dev/sda", "CgroupPermissions": "rwm"}]})), dev, false, "host devices are not allowed (Devices)"),
+        ("--gpus", create_hc(json!({"DeviceRequests": [{"Count": -1}]})), dev, false, "--gpus"),
+        ("seccomp=unconfined", create_hc(json!({"SecurityOpt": ["seccomp=unconfined"]})), dev, false, "seccomp=unconfined is not allowed"),
+        ("apparmor:unconfined", create_hc(json!({"SecurityOpt": ["apparmor:unconfined"]})), dev, false, "apparmor=unconfined"),
+        ("systempaths=unconfined (CLI sends MaskedPaths [])", create_hc(json!({"MaskedPaths": [], "ReadonlyPaths": []})), dev, false, "masked /proc paths"),
+        ("custom runtime", create_hc(json!({"Runtime": "kata"})), dev, false, "custom runtimes"),
+        ("cgroup parent", create_hc(json!({"CgroupParent": "/system.slice"})), dev, false, "cgroup parent"),
+        ("VolumesFrom", create_hc(json!({"VolumesFrom": ["other"]})), dev, false, "VolumesFrom"),
+        ("bind-type volume mount", create_hc(json!({"Mounts": [{"Type": "volume", "Target": "/x", "VolumeOptions": {"DriverConfig": {"Name": "local", "Options": {"type": "none", "o": "bind", "device": "/"}}}}]})), dev, false, "volume options that bind-mount the host"),
+        ("nulls everywhere", create(json!({"Image": "alpine", "HostConfig": {"Binds": null, "Mounts": null, "CapAdd": null, "Devices": null, "SecurityOpt": null, "MaskedPaths": null}})), dev, true, ""),
+        ("null HostConfig", create(json!({"Image": "alpine", "HostConfig": null})), dev, true, ""),
+        ("no body", req("ContainerCreate", "POST", "/containers/create"), dev, true, ""),
+        ("exec --privileged", Req { body: Some(json!({"Cmd": ["sh"], "Privileged": true})), ..req("ContainerExec", "POST", "/containers/c1/exec") }, dev, false, "privileged exec is not allowed"),
+        ("plain exec", Req { body: Some(json!({"Cmd": ["sh"], "Privileged": false})), ..req("ContainerExec", "POST", "/containers/c1/exec") }, dev, true, ""),
+        ("update adds a device", Req { body: Some(json!({"Devices": [{"PathOnHost": "/dev/kmsg"}]})), ..req("ContainerUpdate", "POST", "/containers/c1/update") }, dev, false, "host devices"),
+        ("volume create bind", Req { body: Some(json!({"Name": "v", "Driver": "local", "DriverOpts": {"type": "none", "o": "bind", "device": "/etc"}})), ..req("VolumeCreate", "POST", "/volumes/create") }, dev, false, "DriverOpts type=none,o=bind,device="),
+        ("volume create tmpfs", Req { body: Some(json!({"Name": "v", "DriverOpts": {"type": "tmpfs", "device": "tmpfs"}})), ..req("VolumeCreate", "POST", "/volumes/create") }, dev, true, ""),
+        ("network connect host", Req { params: vec![("id", "host")], body: Some(json!({"Container": "c1"})), ..req("NetworkConnect", "POST", "/networks/host/connect") }, dev, false, "host network"),
+        ("build --network host", Req { query: vec![("networkmode", "host")], ..req("ImageBuild", "POST", "/build") }, dev, false, "networkmode=host"),
+        ("build", Req { query: vec![("t", "app")], ..req("ImageBuild", "POST", "/build") }, builder, true, ""),
+        ("swarm", req("SwarmInit", "POST", "/swarm/init"), dev, false, "swarm, plugin, secret and config operations are not allowed (SwarmInit)"),
+        ("secrets", req("SecretCreate", "POST", "/secrets/create"), dev, false, "(SecretCreate)"),
+        ("plugins", req("PluginPull", "POST", "/plugins/pull"), dev, false, "(PluginPull)"),
+        ("viewer ps", req("ContainerList", "GET", "/containers/json"), viewer, true, ""),
+        ("viewer inspect", Req { params: vec![("name", "c1")], ..req("ContainerInspect", "GET", "/containers/c1/json") }, viewer, true, ""),
+        ("viewer run", create(plain.clone()), viewer, false, "no policy rule allows ContainerCreate for vic"),
+        ("viewer cp out", req("ContainerArchive", "GET", "/containers/c1/archive"), viewer, false, "viewer policy: ContainerArchive copies file contents"),
+        ("viewer export", req("ContainerExport", "GET", "/containers/c1/export"), viewer, false, "ContainerExport"),
+        ("viewer save", req("ImageGet", "GET", "/images/alpine/get"), viewer, false, "ImageGet"),
+        ("ci without scope", req("ImageBuild", "POST", "/build"), ci, false, "no policy rule allows ImageBuild for ci-bot"),
+        ("no role", req("SystemPing", "GET", "/_ping"), nobody, false, "no policy rule allows SystemPing for nora"),
+        ("Unknown, even for admin", req("Unknown", "GET", "/nope"), admin, false, "not a Docker Engine API operation"),
+    ]
+}
+
+#[tokio::test]
+async fn shipped_pack_decisions() {
+    let p = load(&shipped());
+    let who = people();
+    let cases = cases(&who);
     let mut failures = Vec::new();
     for (name, r, who, allow, want) in &cases {
         let d = decide(&p, r, who).await;
@@ -624,4 +664,183 @@ async fn real_classifier_route_is_decided() {
         client: "127.0.0.1:1".parse().unwrap(),
     };
     assert!(p.decide(&facts).await.allow);
+}
+
+/// Copies the shipped pack into a temporary directory and adds `extra`
+/// files.
+fn pack_with(extra: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(shipped()).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+    }
+    for (name, text) in extra {
+        write(dir.path(), name, text);
+    }
+    dir
+}
+
+fn failed_tests(dir: &Path) -> Vec<String> {
+    testing::run_tests(dir)
+        .unwrap()
+        .iter()
+        .filter(|r| !r.passed)
+        .map(|r| format!("{}: {:?}", r.name, r.detail))
+        .collect()
+}
+
+/// README's worked example, written with the `body` helper of sandbox.rego.
+/// `ports.rego` sorts before `sandbox.rego`, so it refers to a rule of a
+/// later file.
+const PORTS_WITH_BODY_HELPER: &str = r#"package docker.authz
+
+import rego.v1
+
+deny contains msg if {
+	restricted
+	op == "ContainerCreate"
+	bindings := body.HostConfig.PortBindings
+	is_object(bindings)
+	count(bindings) > 0
+	msg := sprintf("%s policy: publishing ports is not allowed (HostConfig.PortBindings); ask an admin or drop -p", [label])
+}
+"#;
+
+fn ports_test(package: &str) -> String {
+    format!(
+        r#"package {package}
+
+import rego.v1
+
+import data.docker.authz
+
+create(groups, port_bindings) := {{
+	"operation": {{"id": "ContainerCreate", "params": {{}}, "resource": "containers", "readonly": false}},
+	"user": {{"name": "dana", "groups": groups, "scopes": [], "auth_method": "certificate"}},
+	"request": {{"method": "POST", "path": "/containers/create", "query": {{}}, "headers": {{}},
+	            "body": {{"Image": "alpine", "HostConfig": {{"PortBindings": port_bindings}}}}}},
+	"BindMounts": [],
+}}
+
+published := {{"80/tcp": [{{"HostIp": "", "HostPort": "8080"}}]}}
+
+test_developer_may_not_publish if {{
+	some msg in authz.deny with input as create(["developer"], published)
+	contains(msg, "publishing ports is not allowed")
+}}
+
+test_developer_without_ports if {{
+	count(authz.deny) == 0 with input as create(["developer"], {{}})
+	count(authz.deny) == 0 with input as create(["developer"], null)
+}}
+
+test_admin_may_publish if {{
+	count(authz.deny) == 0 with input as create(["admin"], published)
+}}
+"#
+    )
+}
+
+fn publish_request() -> Req {
+    create_hc(json!({"PortBindings": {"80/tcp": [{"HostPort": "8080"}]}}))
+}
+
+/// Bug: a second test package nested under `docker.authz` (the shipped
+/// `sandbox_test` is one) made every test fail with "cyclic evaluation".
+#[test]
+fn nested_test_package_does_not_cycle() {
+    let dir = pack_with(&[
+        ("ports.rego", PORTS_WITH_BODY_HELPER),
+        ("ports_test.rego", &ports_test("docker.authz.ports_test")),
+    ]);
+    let failed = failed_tests(dir.path());
+    assert!(failed.is_empty(), "{failed:#?}");
+    let results = testing::run_tests(dir.path()).unwrap();
+    assert!(results
+        .iter()
+        .any(|r| r.name == "data.docker.authz.ports_test.test_developer_may_not_publish"));
+}
+
+/// Bug: a deny rule using the pack's `body` helper (defined in a later
+/// file) denied in the gateway but never fired under `moat policy test`.
+#[tokio::test]
+async fn body_helper_deny_fires_in_tests_like_gateway() {
+    let dir = pack_with(&[
+        ("ports.rego", PORTS_WITH_BODY_HELPER),
+        ("ports_test.rego", &ports_test("docker.authz_test")),
+    ]);
+    let failed = failed_tests(dir.path());
+    assert!(failed.is_empty(), "{failed:#?}");
+    let dev = identity("dana", &["developer"], &[]);
+    let gateway = decide(&load(dir.path()), &publish_request(), &dev).await;
+    assert!(!gateway.allow);
+    let mut interp = testing::Interpreter::new(dir.path()).unwrap();
+    let tests = interpret(&mut interp, &publish_request(), &dev);
+    assert_eq!(tests.reasons, gateway.reasons);
+}
+
+/// Rules that use helpers defined further down, in the first file or a
+/// later one, decide the same under `moat policy test` as in the gateway.
+#[tokio::test]
+async fn forward_references_decide_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "a.rego",
+        "package docker.authz\nimport rego.v1\nallow if later_allow\nlater_allow := input.ok\n",
+    );
+    write(dir.path(), "b.rego", "package docker.authz\nimport rego.v1\ndeny contains m if { m := sprintf(\"no %v\", [x]) }\nx := y\n");
+    write(
+        dir.path(),
+        "c.rego",
+        "package docker.authz\nimport rego.v1\ny := input.x\n",
+    );
+    let p = load(dir.path());
+    let mut interp = testing::Interpreter::new(dir.path()).unwrap();
+    for doc in [
+        json!({"ok": true}),
+        json!({"ok": true, "x": 1}),
+        json!({"x": 2}),
+    ] {
+        let gateway = p.decide_input(doc.clone(), "Op", "u");
+        let raw = interp.raw(doc.clone()).unwrap();
+        let tests = eval::decide(raw, "Op", "u", &gateway.revision);
+        assert_eq!(
+            (tests.allow, &tests.reasons),
+            (gateway.allow, &gateway.reasons),
+            "{doc}"
+        );
+    }
+    assert!(!p.decide_input(json!({"ok": true, "x": 1}), "Op", "u").allow);
+}
+
+/// `moat policy test` must decide every case of the table exactly as the
+/// gateway's RVM does, for the shipped pack and for the pack with a rule
+/// that refers to a helper of a later file.
+#[tokio::test]
+async fn interpreter_and_rvm_agree_on_every_case() {
+    let who = people();
+    let extended = pack_with(&[("ports.rego", PORTS_WITH_BODY_HELPER)]);
+    for dir in [shipped(), extended.path().to_path_buf()] {
+        let p = load(&dir);
+        let mut interp = testing::Interpreter::new(&dir).unwrap();
+        let mut cases = cases(&who);
+        cases.push(("publish", publish_request(), &who.dev, false, ""));
+        let mut mismatches = Vec::new();
+        for (name, r, id, _, _) in &cases {
+            let gateway = decide(&p, r, id).await;
+            let mut tests = interpret(&mut interp, r, id);
+            tests.revision = gateway.revision.clone();
+            let (mut a, mut b) = (gateway.reasons.clone(), tests.reasons.clone());
+            a.sort();
+            b.sort();
+            if gateway.allow != tests.allow || a != b {
+                mismatches.push(format!(
+                    "{name}: gateway allow={} {a:?}, policy test allow={} {b:?}",
+                    gateway.allow, tests.allow
+                ));
+            }
+        }
+        assert!(mismatches.is_empty(), "{}: {mismatches:#?}", dir.display());
+    }
 }
