@@ -41,6 +41,14 @@ fn input() -> serde_json::Value {
     })
 }
 
+static PING: Operation = Operation {
+    id: "SystemPing",
+    resource: "system",
+    readonly: true,
+    hijack: false,
+    body: BodyKind::Stream,
+};
+
 static CREATE: Operation = Operation {
     id: "ContainerCreate",
     resource: "containers",
@@ -100,6 +108,59 @@ fn measure(policy: &Policy, doc: &serde_json::Value, n: usize) -> Vec<Duration> 
     times
 }
 
+/// `GET /_ping` by an admin with a client certificate, as the gateway
+/// bench sends it: no body, the whole pack still runs.
+fn measure_ping(policy: &Policy, n: usize) -> Vec<Duration> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let route = Route {
+        op: &PING,
+        params: Vec::new(),
+        api_version: None,
+        path: "/_ping".into(),
+        query: Vec::new(),
+        upstream: "/_ping".into(),
+    };
+    let method = Method::GET;
+    let uri: Uri = "/_ping".parse().unwrap();
+    let mut headers = HeaderMap::new();
+    headers.insert("host", HeaderValue::from_static("localhost"));
+    let identity = Identity {
+        name: "bench".into(),
+        groups: vec!["admin".into()],
+        auth_method: AuthMethod::Certificate,
+        scopes: Vec::new(),
+        claims: serde_json::Value::Null,
+        certificate: Some(std::sync::Arc::new(moat::identity::CertInfo {
+            subject: "CN=bench,O=admin".into(),
+            serial: "1f2e3d4c5b6a".into(),
+            fingerprint_sha256: "ab".repeat(32),
+            not_after: "2027-01-01T00:00:00Z".into(),
+            user: None,
+            groups: Vec::new(),
+        })),
+        token_id: None,
+    };
+    let facts = Facts {
+        method: &method,
+        uri: &uri,
+        headers: &headers,
+        route: &route,
+        body: None,
+        identity: &identity,
+        client: "127.0.0.1:40000".parse().unwrap(),
+    };
+    let mut times = Vec::with_capacity(n);
+    for _ in 0..n {
+        let start = Instant::now();
+        let decision = rt.block_on(policy.decide(&facts));
+        times.push(start.elapsed());
+        assert!(decision.allow, "{:?}", decision.reasons);
+    }
+    times
+}
+
 fn report(label: &str, mut times: Vec<Duration>) {
     times.sort();
     let pct = |p: f64| times[((times.len() as f64 * p) as usize).min(times.len() - 1)];
@@ -124,8 +185,15 @@ fn main() {
         doc.to_string().len(),
         std::env::var("RUST_BACKTRACE").ok()
     );
+    // MOAT_BENCH_PING_ONLY=1: only the /_ping case, 10× longer (for a profiler).
+    if std::env::var_os("MOAT_BENCH_PING_ONLY").is_some() {
+        report("GET /_ping (admin)", measure_ping(&policy, ITERATIONS * 10));
+        return;
+    }
     measure(&policy, &doc, WARMUP);
     report("1 thread ", measure(&policy, &doc, ITERATIONS));
+    measure_ping(&policy, WARMUP);
+    report("GET /_ping (admin)", measure_ping(&policy, ITERATIONS));
 
     // Where the time goes: converting the input to regorus' value type, and
     // a trivial policy (VM overhead) on the same input.
