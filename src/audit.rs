@@ -105,10 +105,11 @@ pub enum AuditError {
 }
 
 /// One queued record: its serialized body (without `ts`/`prev`) and the
-/// channel the writer answers on once the line is written.
+/// channel the writer answers on once the line is written (`None` for a
+/// record nobody waits for: the writer logs its failure itself).
 struct Job {
     fragment: String,
-    ack: oneshot::Sender<Result<(), String>>,
+    ack: Option<oneshot::Sender<Result<(), String>>>,
 }
 
 /// What the writer last saw, for `/readyz`.
@@ -158,21 +159,14 @@ impl Auditor {
     /// Writes one record; returns once it is written as `audit.sync` asks:
     /// fsynced for `always`, handed to the OS for `batch` (fsynced within
     /// `audit.batch_interval`). Waits while the queue is full.
-    pub async fn record(&self, mut rec: Record) -> Result<(), AuditError> {
-        rec.request.body = match self.level {
-            config::AuditLevel::Metadata => None,
-            config::AuditLevel::Request => rec
-                .request
-                .body
-                .take()
-                .map(|b| redact(&rec.request.operation, &b)),
-        };
-        redact_params(&mut rec.request.params);
-        let fragment = chain::fragment(&rec)
-            .map_err(|e| AuditError::Unavailable(format!("the record cannot be encoded: {e}")))?;
+    pub async fn record(&self, rec: Record) -> Result<(), AuditError> {
+        let fragment = self.encode(rec)?;
         let (ack, done) = oneshot::channel();
         self.tx
-            .send(Job { fragment, ack })
+            .send(Job {
+                fragment,
+                ack: Some(ack),
+            })
             .await
             .map_err(|_| AuditError::Unavailable("the audit writer has stopped".into()))?;
         match done.await {
@@ -182,6 +176,53 @@ impl Auditor {
                 "the audit writer stopped before answering".into(),
             )),
         }
+    }
+
+    /// Queues a record that nobody waits for (the completion record, written
+    /// after the response): written, chained and fsynced exactly like
+    /// [`Auditor::record`]'s, but without a reply, so the request path
+    /// spends no task and no wake-up on it; the writer logs a failure itself.
+    /// When the queue is full it returns a future that waits for room (spawn
+    /// it), as `record` would have waited.
+    pub fn submit(
+        &self,
+        rec: Record,
+    ) -> Result<Option<impl std::future::Future<Output = ()> + Send + 'static>, AuditError> {
+        let job = Job {
+            fragment: self.encode(rec)?,
+            ack: None,
+        };
+        match self.tx.try_send(job) {
+            Ok(()) => Ok(None),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(AuditError::Unavailable(
+                "the audit writer has stopped".into(),
+            )),
+            Err(mpsc::error::TrySendError::Full(job)) => {
+                let tx = self.tx.clone();
+                Ok(Some(async move {
+                    if tx.send(job).await.is_err() {
+                        tracing::error!(
+                            "completion audit record not written: the audit writer has stopped"
+                        );
+                    }
+                }))
+            }
+        }
+    }
+
+    /// Redacts `rec` as `audit.level` asks and serializes it for the writer.
+    fn encode(&self, mut rec: Record) -> Result<String, AuditError> {
+        rec.request.body = match self.level {
+            config::AuditLevel::Metadata => None,
+            config::AuditLevel::Request => rec
+                .request
+                .body
+                .take()
+                .map(|b| redact(&rec.request.operation, &b)),
+        };
+        redact_params(&mut rec.request.params);
+        chain::fragment(&rec)
+            .map_err(|e| AuditError::Unavailable(format!("the record cannot be encoded: {e}")))
     }
 
     /// For `/readyz`: `Err(reason)` when the log's directory cannot be

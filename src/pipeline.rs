@@ -419,11 +419,14 @@ impl Completion {
         // Moved, not cloned: this is the last use of the record.
         let record = self.record;
         drop(self.in_flight.take());
-        let gw2 = gw.clone();
-        gw.tasks.spawn(async move {
-            if let Err(e) = gw2.audit.record(record).await {
-                tracing::error!(error = %e, "completion audit record not written");
+        // Queued without waiting for the writer's answer: written and
+        // fsynced like any record; the writer logs a failure.
+        match gw.audit.submit(record) {
+            Ok(None) => {}
+            Ok(Some(wait_for_room)) => {
+                gw.tasks.spawn(wait_for_room);
             }
-        });
+            Err(e) => tracing::error!(error = %e, "completion audit record not written"),
+        }
     }
 }

@@ -24,6 +24,21 @@ use crate::metrics::Metrics;
 /// `sync: always`).
 const MAX_BATCH: usize = 256;
 
+/// Where the writer answers for one record (`None`: nobody waits).
+type Ack = Option<oneshot::Sender<Result<(), String>>>;
+
+/// Answers the waiting caller, or logs the failure of a record nobody waits
+/// for (the completion record).
+fn answer(ack: Ack, result: Result<(), String>) {
+    match (ack, result) {
+        (Some(ack), result) => {
+            let _ = ack.send(result);
+        }
+        (None, Ok(())) => {}
+        (None, Err(e)) => tracing::error!(error = %e, "completion audit record not written"),
+    }
+}
+
 /// Why a write failed, as `/readyz` and the caller see it.
 #[derive(Debug, Clone)]
 pub(super) struct WriteFailure {
@@ -137,9 +152,7 @@ impl Writer {
                 tracing::error!(error = %e, "audit writer cannot start its runtime");
                 while let Some(job) = rx.blocking_recv() {
                     self.metrics.audit_write_error();
-                    let _ = job
-                        .ack
-                        .send(Err(format!("the audit writer cannot run: {e}")));
+                    answer(job.ack, Err(format!("the audit writer cannot run: {e}")));
                 }
             }
         }
@@ -177,13 +190,13 @@ impl Writer {
     }
 
     fn write_batch(&mut self, batch: &mut Vec<Job>) {
-        let mut written: Vec<oneshot::Sender<Result<(), String>>> = Vec::with_capacity(batch.len());
+        let mut written: Vec<Ack> = Vec::with_capacity(batch.len());
         for job in batch.drain(..) {
             match self.write_record(&job.fragment) {
                 Ok(()) => written.push(job.ack),
                 Err(f) => {
                     self.failed(&f);
-                    let _ = job.ack.send(Err(f.public));
+                    answer(job.ack, Err(f.public));
                 }
             }
         }
@@ -204,13 +217,13 @@ impl Writer {
                 self.succeeded();
                 for ack in written {
                     self.metrics.audit_record();
-                    let _ = ack.send(Ok(()));
+                    answer(ack, Ok(()));
                 }
             }
             Err(f) => {
                 for ack in written {
                     self.metrics.audit_write_error();
-                    let _ = ack.send(Err(f.public.clone()));
+                    answer(ack, Err(f.public.clone()));
                 }
                 self.failed_quietly(&f);
             }
