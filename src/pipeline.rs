@@ -42,7 +42,7 @@ pub async fn handle(
     let started = Instant::now();
     let in_flight = conn.begin();
     let id = request_id();
-    let mut trail = Trail::new(&gw, &conn, &req, &id);
+    let mut trail = Trail::new(&conn, &req, &id);
 
     let outcome: Result<Response<ResBody>, Rejection> = async {
         // 0. hyper bounds the head only roughly (by read buffer): be exact.
@@ -226,7 +226,7 @@ struct Trail {
 }
 
 impl Trail {
-    fn new(_gw: &Gateway, conn: &ConnInfo, req: &Request<Incoming>, id: &str) -> Self {
+    fn new(conn: &ConnInfo, req: &Request<Incoming>, id: &str) -> Self {
         Trail {
             record: Record {
                 id: id.to_string(),
