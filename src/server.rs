@@ -264,7 +264,7 @@ impl Server {
         } = self;
         crate::tls::reload::spawn(gateway.clone(), shutdown.clone())?;
         gateway.policy.watch(shutdown.clone())?;
-        spawn_policy_sighup(gateway.policy.clone(), shutdown.clone())?;
+        spawn_sighup(gateway.clone(), shutdown.clone())?;
         if let Some(l) = metrics_listener {
             let ready = readiness(gateway.clone());
             tokio::spawn(crate::metrics::serve(
@@ -343,9 +343,10 @@ fn readiness(gw: Arc<Gateway>) -> crate::metrics::ReadyCheck {
     })
 }
 
-/// SIGHUP reloads the policy set (certificates and tokens have their own
-/// SIGHUP handler in [`crate::tls::reload`]).
-fn spawn_policy_sighup(policy: Arc<Policy>, shutdown: CancellationToken) -> Result<(), ServeError> {
+/// SIGHUP reloads everything that reloads, in one place: the token
+/// revocation list, TLS material (closing revoked connections) and the
+/// policy set. Each keeps its previous state when its reload fails.
+fn spawn_sighup(gw: Arc<Gateway>, shutdown: CancellationToken) -> Result<(), ServeError> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut hup = signal(SignalKind::hangup()).map_err(ServeError::Signal)?;
     tokio::spawn(async move {
@@ -354,10 +355,14 @@ fn spawn_policy_sighup(policy: Arc<Policy>, shutdown: CancellationToken) -> Resu
                 _ = shutdown.cancelled() => return,
                 _ = hup.recv() => {}
             }
-            let p = policy.clone();
+            tracing::info!("SIGHUP: reloading tokens, TLS and policy");
+            if let Err(e) = crate::tls::reload::reload_and_sweep(&gw, &shutdown) {
+                tracing::error!(error = %e, "SIGHUP: TLS reload failed; the previous certificates stay in force");
+            }
+            let p = gw.policy.clone();
             match tokio::task::spawn_blocking(move || p.reload()).await {
                 Ok(Ok(())) => {
-                    tracing::info!(revision = %policy.revision(), "SIGHUP: policy reloaded")
+                    tracing::info!(revision = %gw.policy.revision(), "SIGHUP: policy reloaded")
                 }
                 Ok(Err(e)) => {
                     tracing::error!(error = %e, "SIGHUP: policy reload failed; keeping the last good set")

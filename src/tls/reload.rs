@@ -3,7 +3,7 @@
 //!
 //! [`spawn`] watches the *directories* holding the `tls.*` files (tools
 //! replace files by rename, which a watch on the file itself would miss),
-//! debounced, and listens for SIGHUP. Either rebuilds the rustls
+//! debounced. A change rebuilds the rustls
 //! configuration ([`super::TlsSettings::reload`]); new handshakes use it at
 //! once, open connections keep theirs. A change is in force well within 2 s
 //! (about 250 ms of debounce plus the rebuild). A rebuild that fails (say a
@@ -13,7 +13,8 @@
 //! After each reload, open connections whose client certificate serial is
 //! now on the CRL are closed; a second sweep one handshake timeout later
 //! catches connections whose handshake began under the previous CRL.
-//! SIGHUP also re-reads the token revocation list.
+//! SIGHUP is handled once, by the server, for everything that reloads: it
+//! calls [`reload_and_sweep`] and reloads the policy.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -33,8 +34,6 @@ use crate::server::Gateway;
 pub enum ReloadError {
     #[error("cannot watch {path} for certificate changes: {message}")]
     Watch { path: PathBuf, message: String },
-    #[error("cannot install the SIGHUP handler: {0}")]
-    Signal(std::io::Error),
 }
 
 /// Debounce window for file events.
@@ -43,7 +42,7 @@ const DEBOUNCE: Duration = Duration::from_millis(250);
 const RETRY_EVERY: Duration = Duration::from_millis(500);
 const RETRIES: u32 = 10;
 
-/// Starts the watcher and SIGHUP handler; they stop when `shutdown` fires.
+/// Starts the file watcher; it stops when `shutdown` fires.
 /// Call from inside the tokio runtime, after [`crate::server::Server::bind`].
 pub fn spawn(gw: Arc<Gateway>, shutdown: CancellationToken) -> Result<(), ReloadError> {
     let mut files = gw.tls.watched_files();
@@ -51,8 +50,6 @@ pub fn spawn(gw: Arc<Gateway>, shutdown: CancellationToken) -> Result<(), Reload
         files.extend(t.revoked.clone());
     }
     let (debouncer, mut changed) = watch_files(&files)?;
-    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        .map_err(ReloadError::Signal)?;
     tokio::spawn(async move {
         let _debouncer = debouncer; // dropped (and stopped) with the task
         let mut retries_left = 0u32;
@@ -71,26 +68,10 @@ pub fn spawn(gw: Arc<Gateway>, shutdown: CancellationToken) -> Result<(), Reload
                     if c.is_none() { break }
                     tracing::info!("certificate files changed; reloading TLS");
                 }
-                _ = hup.recv() => {
-                    tracing::info!("SIGHUP received; reloading TLS and the token revocation list");
-                    if let Some(v) = gw.auth.tokens() {
-                        if let Err(e) = v.reload_revoked() {
-                            tracing::error!(error = %e, "token revocation list reload failed");
-                        }
-                    }
-                }
                 _ = retry => {}
             }
-            // The token revocation list reloads itself on the request path;
-            // an explicit reload here just makes it immediate.
-            if let Some(v) = gw.auth.tokens() {
-                let _ = v.reload_revoked();
-            }
-            match reload_now(&gw) {
-                Ok(_) => {
-                    retries_left = 0;
-                    sweep_later(gw.clone(), shutdown.clone());
-                }
+            match reload_and_sweep(&gw, &shutdown) {
+                Ok(_) => retries_left = 0,
                 Err(e) => {
                     retries_left = if retries_left == 0 {
                         RETRIES
@@ -103,6 +84,23 @@ pub fn spawn(gw: Arc<Gateway>, shutdown: CancellationToken) -> Result<(), Reload
         }
     });
     Ok(())
+}
+
+/// Re-reads the token revocation list (it also reloads itself on the
+/// request path; this makes it immediate), rebuilds TLS, closes revoked
+/// connections now and again one handshake timeout later.
+pub fn reload_and_sweep(
+    gw: &Arc<Gateway>,
+    shutdown: &CancellationToken,
+) -> Result<usize, TlsError> {
+    if let Some(v) = gw.auth.tokens() {
+        if let Err(e) = v.reload_revoked() {
+            tracing::error!(error = %e, "token revocation list reload failed");
+        }
+    }
+    let closed = reload_now(gw)?;
+    sweep_later(gw.clone(), shutdown.clone());
+    Ok(closed)
 }
 
 /// Rebuilds the TLS configuration from disk and closes connections whose

@@ -574,3 +574,30 @@ fn no_dockerd_fails_in_one_line_naming_docker_io() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("--engine-socket"), "{err}");
 }
+
+/// Without a handler, SIGHUP's default action ends the process: the one
+/// reload signal must reload, not kill.
+#[test]
+fn sighup_reloads_everything_and_moat_keeps_serving() {
+    let engine = crate::support::engine();
+    let dir = state_dir("hup");
+    let up = Up::start_with(&dir, &["--engine-socket", engine.socket.to_str().unwrap()]);
+    let pid = up.child.as_ref().unwrap().id();
+    let status = Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let start = Instant::now();
+    while !(up.log().contains("SIGHUP: policy reloaded")
+        && up.log().contains("TLS configuration reloaded"))
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no reload after SIGHUP:\n{}",
+            up.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    up.docker_ok(&["ps"], None);
+}
