@@ -349,7 +349,13 @@ fn revoking_a_jti_takes_effect_without_a_restart() {
 /// server certificate, checking client certificates against its CA and CRL.
 fn pki_gateway(prefix: &str) -> (PkiPaths, Moat) {
     let paths = moat::pki::init(&InitOptions::new(tempdir(prefix).join("pki"))).unwrap();
-    let moat = Moat::start_with(MoatOptions {
+    let moat = serve_pki(&paths);
+    (paths, moat)
+}
+
+/// moat serving a `moat certs` directory's server certificate, CA and CRL.
+fn serve_pki(paths: &PkiPaths) -> Moat {
+    Moat::start_with(MoatOptions {
         tls_yaml: Some(format!(
             "  cert: {}\n  key: {}\n  client_ca: {}\n  crl: {}\n",
             paths.server_cert.display(),
@@ -358,8 +364,7 @@ fn pki_gateway(prefix: &str) -> (PkiPaths, Moat) {
             paths.crl.display()
         )),
         ..Default::default()
-    });
-    (paths, moat)
+    })
 }
 
 fn issue(paths: &PkiPaths, user: &str, groups: &[&str]) -> Bundle {
@@ -602,16 +607,7 @@ fn certs_cli_bundles_work_with_the_docker_cli_as_issued() {
     assert_eq!(std::fs::read(dir.join("ca.pem")).unwrap(), ca_before);
 
     let paths = PkiPaths::new(&dir);
-    let moat = Moat::start_with(MoatOptions {
-        tls_yaml: Some(format!(
-            "  cert: {}\n  key: {}\n  client_ca: {}\n  crl: {}\n",
-            paths.server_cert.display(),
-            paths.server_key.display(),
-            paths.ca_cert.display(),
-            paths.crl.display()
-        )),
-        ..Default::default()
-    });
+    let moat = serve_pki(&paths);
     let host = moat.host();
     let out_dir = tmp.join("carol-bundle");
     let printed = moat_ok(&[

@@ -148,3 +148,20 @@ fn idle_keep_alive_connections_are_closed() {
         "the connection was not closed by moat: {r:?}"
     );
 }
+
+#[test]
+fn a_client_that_never_finishes_its_handshake_is_cut_off() {
+    let moat = Moat::start_with(MoatOptions {
+        limits_yaml: Some("  handshake_timeout: 1s\n  shutdown_grace: 2s\n".into()),
+        ..Default::default()
+    });
+    // TCP only: no ClientHello is ever sent.
+    let mut tcp = std::net::TcpStream::connect(moat.addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut buf = [0u8; 64];
+    // moat closes the connection by itself (EOF), long before the guard.
+    let n = tcp
+        .read(&mut buf)
+        .expect("moat should close the connection, not leave it open");
+    assert_eq!(n, 0, "expected EOF, got {n} bytes");
+}
