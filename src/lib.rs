@@ -24,7 +24,8 @@
 //! Beside the request path: [`config`] (the typed config file), [`metrics`]
 //! (Prometheus and health endpoints), [`engine`] (the bundled dockerd and its
 //! supervisor), [`launch`] (engine, then gateway; stopped in reverse),
-//! [`pki`] (moat's own CA), and the command line in [`cli`].
+//! [`pki`] (moat's own CA), [`up`] (the `moat up` bootstrap of a state
+//! directory), and the command line in [`cli`].
 
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
