@@ -179,9 +179,12 @@ impl Auditor {
     }
 
     /// Queues a record that nobody waits for (the completion record, written
-    /// after the response): written, chained and fsynced exactly like
+    /// after the response): written and chained in queue order like
     /// [`Auditor::record`]'s, but without a reply, so the request path
     /// spends no task and no wake-up on it; the writer logs a failure itself.
+    /// Its line is written at once; its fsync is the next one the writer
+    /// does, at most `audit.batch_interval` later (with `sync: always`, a
+    /// waiting record's fsync covers it sooner).
     /// When the queue is full it returns a future that waits for room (spawn
     /// it), as `record` would have waited.
     pub fn submit(

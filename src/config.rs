@@ -374,7 +374,8 @@ pub enum AuditLevel {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AuditSync {
-    /// fsync after every record.
+    /// fsync every decision record before it is acknowledged; completion
+    /// records (acknowledged to nobody) within `audit.batch_interval`.
     #[default]
     Always,
     /// fsync at most every `audit.batch_interval`.

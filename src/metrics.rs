@@ -79,6 +79,7 @@ pub struct Metrics {
     hijacked_active: Gauge,
     audit_records: Counter,
     audit_write_errors: Counter,
+    audit_fsyncs: Counter,
     engine_up: Gauge,
 }
 
@@ -171,6 +172,12 @@ impl Metrics {
             "Audit records that could not be written",
             audit_write_errors.clone(),
         );
+        let audit_fsyncs = Counter::default();
+        registry.register(
+            "moat_audit_fsyncs",
+            "fsyncs of the audit log (one covers every line written before it)",
+            audit_fsyncs.clone(),
+        );
         let engine_up = Gauge::default();
         registry.register(
             "moat_engine_up",
@@ -201,6 +208,7 @@ impl Metrics {
             hijacked_active,
             audit_records,
             audit_write_errors,
+            audit_fsyncs,
             engine_up,
         }
     }
@@ -314,6 +322,9 @@ impl Metrics {
     pub fn audit_write_error(&self) {
         self.audit_write_errors.inc();
     }
+    pub fn audit_fsync(&self) {
+        self.audit_fsyncs.inc();
+    }
 
     /// The whole registry in the OpenMetrics text format, `# EOF` included.
     pub fn encode(&self) -> String {
@@ -383,6 +394,7 @@ mod tests {
             "moat_hijacked_sessions_active",
             "moat_audit_records_total",
             "moat_audit_write_errors_total",
+            "moat_audit_fsyncs_total",
             "moat_engine_up",
             "moat_build_info{version=\"",
         ] {
@@ -427,6 +439,7 @@ mod tests {
         m.engine_up(true);
         m.audit_record();
         m.audit_write_error();
+        m.audit_fsync();
         m.policy_eval(Duration::from_micros(70));
         let t = m.encode();
         let cases: &[(&str, f64)] = &[
@@ -454,6 +467,7 @@ mod tests {
             ("moat_engine_up", 1.0),
             ("moat_audit_records_total", 1.0),
             ("moat_audit_write_errors_total", 1.0),
+            ("moat_audit_fsyncs_total", 1.0),
         ];
         for (series, want) in cases {
             assert_eq!(sample(&t, series), Some(*want), "{series} in:\n{t}");

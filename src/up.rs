@@ -493,8 +493,8 @@ audit:
   file: audit/audit.log
   stdout: false
   level: metadata               # metadata | request (adds the redacted body)
-  sync: always                  # always (fsync each record) | batch
-  batch_interval: 50ms          # with sync: batch, the longest between fsyncs
+  sync: always                  # always (fsync each decision record before forwarding) | batch
+  batch_interval: 50ms          # the longest a written record waits for its fsync (completion records; every record with batch)
   max_bytes: 104857600          # rotate at this size
   keep: 10                      # rotated files kept
   on_failure: deny              # deny (503) | allow

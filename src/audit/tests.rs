@@ -491,3 +491,73 @@ async fn a_foreign_file_without_final_newline_is_not_glued_to() {
     assert!(got[1].starts_with("{\"ts\":"), "{got:?}");
     assert_eq!(verify(&[file]).unwrap_err().line, 1);
 }
+
+/// Waits (bounded) until `p` holds `n` lines.
+async fn until_lines(p: &Path, n: usize) {
+    for _ in 0..500 {
+        if p.exists() && lines(p).len() >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{} never reached {n} lines", p.display());
+}
+
+#[tokio::test]
+async fn completion_records_ride_the_next_decision_fsync() {
+    // Each completion record is its own write round (the test waits for its
+    // line before sending the next), which used to cost one fsync each.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("audit.log");
+    let metrics = Arc::new(Metrics::new());
+    let c = Audit {
+        sync: AuditSync::Always,
+        batch_interval: Duration::from_secs(3600),
+        ..cfg(&file)
+    };
+    let a = Auditor::open(&c, metrics.clone()).await.unwrap();
+    for i in 0..20 {
+        assert!(a
+            .submit(rec(&format!("c{i:02}"), Stage::Complete))
+            .unwrap()
+            .is_none());
+        until_lines(&file, i + 1).await;
+    }
+    assert_eq!(
+        scrape(&metrics, "moat_audit_fsyncs_total"),
+        0.0,
+        "completion records were fsynced one by one"
+    );
+    // A decision record is acknowledged only after its fsync, which also
+    // covers the twenty lines before it.
+    a.record(rec("d00", Stage::Decision)).await.unwrap();
+    assert_eq!(scrape(&metrics, "moat_audit_fsyncs_total"), 1.0);
+    assert_eq!(lines(&file).len(), 21);
+    assert_eq!(verify(std::slice::from_ref(&file)).unwrap(), 21);
+    a.close().await;
+}
+
+#[tokio::test]
+async fn a_lone_completion_record_is_fsynced_within_the_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("audit.log");
+    let metrics = Arc::new(Metrics::new());
+    let c = Audit {
+        sync: AuditSync::Always,
+        batch_interval: Duration::from_millis(100),
+        ..cfg(&file)
+    };
+    let a = Auditor::open(&c, metrics.clone()).await.unwrap();
+    a.submit(rec("c00", Stage::Complete)).unwrap();
+    until_lines(&file, 1).await;
+    let mut synced = false;
+    for _ in 0..500 {
+        if scrape(&metrics, "moat_audit_fsyncs_total") >= 1.0 {
+            synced = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(synced, "the completion record was never fsynced");
+    a.close().await;
+}
