@@ -192,6 +192,9 @@ fn main() {
     );
     let mut s = Samples::default();
     let rss_start = measure::rss_kib(world.moat_pid);
+    // The executable's clean, shared pages (RssFile) are most of it at start.
+    let rss_start_anon = measure::status_kib(world.moat_pid, "RssAnon:");
+    let rss_start_file = measure::status_kib(world.moat_pid, "RssFile:");
 
     eprintln!(
         "bench: keep-alive latency, throughput, new connections ({} rounds)",
@@ -312,6 +315,8 @@ fn main() {
 
     let rss = json!({
         "rss_at_start_kib": rss_start,
+        "rss_at_start_anon_kib": rss_start_anon,
+        "rss_at_start_file_kib": rss_start_file,
         "rss_idle_kib": rss_idle,
         "idle_connections": plan.idle_conns,
         "rss_with_idle_connections_kib": rss_held,
@@ -329,8 +334,10 @@ fn main() {
     });
     let doc = report::render(&s, extra);
     println!(
-        "\nmoat RSS: {} KiB at start, {} KiB idle after the run, {} KiB with {} idle mTLS connections ({:.1} KiB each)",
+        "\nmoat RSS: {} KiB at start ({} KiB anonymous, {} KiB file-backed), {} KiB idle after the run, {} KiB with {} idle mTLS connections ({:.1} KiB each)",
         rss_start,
+        rss_start_anon,
+        rss_start_file,
         rss_idle,
         rss_held,
         plan.idle_conns,

@@ -76,6 +76,7 @@ pub struct Metrics {
     auth_cache: RwLock<HashMap<String, Counter>>,
     tls_handshake_failures: Counter,
     connections_active: Gauge,
+    connections_parked: Gauge,
     hijacked_active: Gauge,
     audit_records: Counter,
     audit_write_errors: Counter,
@@ -154,6 +155,12 @@ impl Metrics {
             "Client connections currently open",
             connections_active.clone(),
         );
+        let connections_parked = Gauge::default();
+        registry.register(
+            "moat_connections_parked",
+            "Idle keep-alive connections parked without HTTP buffers",
+            connections_parked.clone(),
+        );
         let hijacked_active = Gauge::default();
         registry.register(
             "moat_hijacked_sessions_active",
@@ -205,6 +212,7 @@ impl Metrics {
             auth_cache: RwLock::new(HashMap::new()),
             tls_handshake_failures,
             connections_active,
+            connections_parked,
             hijacked_active,
             audit_records,
             audit_write_errors,
@@ -300,6 +308,14 @@ impl Metrics {
     pub fn connection_closed(&self) {
         self.connections_active.dec();
     }
+    /// A connection was parked (`true`) or resumed or closed while parked.
+    pub fn connection_parked(&self, parked: bool) {
+        if parked {
+            self.connections_parked.inc();
+        } else {
+            self.connections_parked.dec();
+        }
+    }
     pub fn hijack_started(&self) {
         self.hijacked_active.inc();
     }
@@ -391,6 +407,7 @@ mod tests {
             "moat_auth_failures_total{reason=\"no_certificate\"}",
             "moat_tls_handshake_failures_total",
             "moat_connections_active",
+            "moat_connections_parked",
             "moat_hijacked_sessions_active",
             "moat_audit_records_total",
             "moat_audit_write_errors_total",

@@ -41,6 +41,7 @@ pub async fn handle(
 ) -> Result<Response<ResBody>, Infallible> {
     let started = Instant::now();
     let in_flight = conn.begin();
+    conn.note_request(&req);
     let id = request_id();
     let mut trail = Trail::new(&conn, &req, &id);
 

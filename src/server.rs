@@ -14,17 +14,21 @@
 //! closed. Every task is tracked, so [`Server::run`] returns only when none
 //! is left.
 
+mod park;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -87,6 +91,11 @@ pub struct ConnInfo {
     pub cancel: CancellationToken,
     in_flight: AtomicUsize,
     last_active: Mutex<Instant>,
+    /// Notified when the last request in flight has finished.
+    idle: Notify,
+    /// Whether the last request allows parking the connection when idle
+    /// ([`park::parkable`]).
+    parkable: AtomicBool,
 }
 
 impl ConnInfo {
@@ -95,6 +104,15 @@ impl ConnInfo {
     pub fn begin(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         InFlight(self.clone())
+    }
+
+    /// Notes whether the connection may be parked after `req`.
+    pub fn note_request<B>(&self, req: &http::Request<B>) {
+        self.parkable.store(park::parkable(req), Ordering::Release);
+    }
+
+    fn parkable(&self) -> bool {
+        self.parkable.load(Ordering::Acquire)
     }
 
     fn idle_since(&self) -> Option<Instant> {
@@ -113,7 +131,9 @@ impl Drop for InFlight {
         if let Ok(mut t) = self.0.last_active.lock() {
             *t = Instant::now();
         }
-        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+        if self.0.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle.notify_one();
+        }
     }
 }
 
@@ -426,9 +446,33 @@ async fn connection(
         cancel: gw.force_close.child_token(),
         in_flight: AtomicUsize::new(0),
         last_active: Mutex::new(Instant::now()),
+        idle: Notify::new(),
+        parkable: AtomicBool::new(false),
     });
     let _registered = conns.register(info.clone());
     gw.metrics.connection_opened();
+    serve_http(&gw, &info, tls, &shutdown).await;
+    gw.metrics.connection_closed();
+}
+
+/// The client's TLS stream.
+type ClientStream = tokio_rustls::server::TlsStream<TcpStream>;
+
+/// Serves HTTP/1.1 on an established connection until it closes.
+///
+/// Between requests the connection is parked ([`park`]): hyper's part of it
+/// ends as soon as nothing is in flight, and a new hyper connection starts
+/// with the first bytes of the next request. A parked connection waits at
+/// most `limits.idle_timeout` (`limits.header_read_timeout` before its first
+/// request) and closes on shutdown or when moat closes it (revocation).
+async fn serve_http(
+    gw: &Arc<Gateway>,
+    info: &Arc<ConnInfo>,
+    tls: ClientStream,
+    shutdown: &CancellationToken,
+) {
+    let limits = &gw.config.limits;
+    let peer = info.peer;
     let svc = {
         let gw = gw.clone();
         let info = info.clone();
@@ -438,45 +482,165 @@ async fn connection(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
-        // Also caps the read buffer, so an idle connection that once uploaded
-        // holds at most this much (hyper keeps the buffer's capacity).
+        // Also caps the read buffer, so a connection that uploads holds at
+        // most this much (hyper keeps the buffer's capacity).
         .max_buf_size(limits.max_header_bytes)
         .max_headers(limits.max_headers)
         .keep_alive(true);
-    let conn = builder
-        .serve_connection(TokioIo::new(tls), svc)
-        .with_upgrades();
-    tokio::pin!(conn);
-    let idle = limits.idle_timeout;
-    let mut draining = false;
+    let parking = Arc::new(AtomicBool::new(false));
+    let mut stream = tls;
+    let mut first = true;
     loop {
-        let idle_deadline = info
-            .idle_since()
-            .map(|t| t + idle)
-            .unwrap_or_else(|| Instant::now() + idle);
-        tokio::select! {
-            r = conn.as_mut() => {
-                if let Err(e) = r {
+        // Parked: only the TLS stream is held until the next request begins.
+        let wait = if first {
+            limits.header_read_timeout
+        } else {
+            limits.idle_timeout
+        };
+        let mut byte = [0u8; 1];
+        let parked = (!first).then(|| Parked::new(&gw.metrics));
+        let replay = tokio::select! {
+            r = stream.read(&mut byte) => match r {
+                Ok(0) => return,
+                Ok(n) => Bytes::copy_from_slice(&byte[..n]),
+                Err(e) => {
                     tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    return;
                 }
-                break;
+            },
+            _ = tokio::time::sleep(wait) => {
+                tracing::debug!(%peer, "idle keep-alive connection closed");
+                close(stream).await;
+                return;
             }
-            _ = shutdown.cancelled(), if !draining => {
-                draining = true;
-                conn.as_mut().graceful_shutdown();
+            _ = shutdown.cancelled() => {
+                close(stream).await;
+                return;
             }
             _ = info.cancel.cancelled() => {
                 tracing::debug!(%peer, "connection closed by moat");
-                break;
+                return;
             }
-            _ = tokio::time::sleep_until(idle_deadline.into()), if !draining => {
-                if info.idle_since().is_some_and(|t| t.elapsed() >= idle) {
-                    tracing::debug!(%peer, "idle keep-alive connection closed");
+        };
+        drop(parked);
+        first = false;
+        match serve_until_idle(
+            &builder,
+            svc.clone(),
+            info,
+            stream,
+            replay,
+            &parking,
+            shutdown,
+        )
+        .await
+        {
+            Some(s) => stream = s,
+            None => return,
+        }
+    }
+}
+
+/// Runs one hyper connection on `stream` (after replaying `replay`) until
+/// the connection is idle, and returns the stream to park; `None` when the
+/// connection has ended (closed, failed, upgraded, drained or cancelled).
+async fn serve_until_idle<S>(
+    builder: &http1::Builder,
+    svc: S,
+    info: &Arc<ConnInfo>,
+    mut stream: ClientStream,
+    mut replay: Bytes,
+    parking: &Arc<AtomicBool>,
+    shutdown: &CancellationToken,
+) -> Option<ClientStream>
+where
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = crate::respond::ResBody>
+        + Clone
+        + Unpin
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let peer = info.peer;
+    loop {
+        parking.store(false, Ordering::Release);
+        let io = park::Parkable::new(TokioIo::new(stream), replay, parking.clone());
+        let mut conn = builder.serve_connection(io, svc.clone()).with_upgrades();
+        let mut draining = false;
+        loop {
+            tokio::select! {
+                r = &mut conn => {
+                    if let Err(e) = r {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                        return None;
+                    }
+                    break;
+                }
+                _ = shutdown.cancelled(), if !draining => {
                     draining = true;
-                    conn.as_mut().graceful_shutdown();
+                    parking.store(false, Ordering::Release);
+                    std::pin::Pin::new(&mut conn).graceful_shutdown();
+                }
+                _ = info.cancel.cancelled() => {
+                    tracing::debug!(%peer, "connection closed by moat");
+                    return None;
+                }
+                _ = info.idle.notified(), if !draining && !parking.load(Ordering::Acquire) => {
+                    if info.idle_since().is_some() && info.parkable() {
+                        // hyper ends an idle connection at once, and one
+                        // with a response still being written once it is
+                        // out; its shutdown then hands the stream back.
+                        parking.store(true, Ordering::Release);
+                        std::pin::Pin::new(&mut conn).graceful_shutdown();
+                    }
                 }
             }
         }
+        if draining || !parking.load(Ordering::Acquire) {
+            // Closed by the client, drained, or upgraded (the hijacked
+            // session owns the stream now).
+            return None;
+        }
+        let parts = conn.into_parts()?;
+        let (io, unread) = parts.io.into_inner();
+        let s = io.into_inner();
+        if !info.parkable() {
+            // A request that came in meanwhile asked to close (or had a
+            // body hyper may not have read): close as hyper would have.
+            close(s).await;
+            return None;
+        }
+        replay = if unread.is_empty() {
+            parts.read_buf
+        } else {
+            [unread, parts.read_buf].concat().into()
+        };
+        if replay.is_empty() {
+            return Some(s);
+        }
+        // Bytes of the next request were read already: serve them now.
+        stream = s;
     }
-    gw.metrics.connection_closed();
+}
+
+/// Counts a parked connection in `moat_connections_parked` while it lives.
+struct Parked<'a>(&'a Metrics);
+
+impl<'a> Parked<'a> {
+    fn new(m: &'a Metrics) -> Self {
+        m.connection_parked(true);
+        Parked(m)
+    }
+}
+
+impl Drop for Parked<'_> {
+    fn drop(&mut self) {
+        self.0.connection_parked(false);
+    }
+}
+
+/// Closes a parked connection with a TLS close_notify, briefly.
+async fn close(mut stream: ClientStream) {
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
 }

@@ -49,7 +49,7 @@ fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     (raw::status(&out), body)
 }
 
-fn scrape(moat: &Moat) -> String {
+pub(crate) fn scrape(moat: &Moat) -> String {
     let (status, body) = http_get(moat.metrics_addr.expect("metrics listener"), "/metrics");
     assert_eq!(status, 200, "{body}");
     body
@@ -57,7 +57,7 @@ fn scrape(moat: &Moat) -> String {
 
 /// The value of one series (`name` or `name{labels}` exactly as printed);
 /// 0 when the series does not exist yet.
-fn sample(text: &str, series: &str) -> f64 {
+pub(crate) fn sample(text: &str, series: &str) -> f64 {
     text.lines()
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
