@@ -524,7 +524,9 @@ async fn serve_http(
         };
         drop(parked);
         first = false;
-        match serve_until_idle(
+        // Boxed: the serving state (hyper's connection) is allocated only
+        // while serving, so a parked connection's task stays small.
+        let serving = Box::pin(serve_until_idle(
             &builder,
             svc.clone(),
             info,
@@ -532,9 +534,8 @@ async fn serve_http(
             replay,
             &parking,
             shutdown,
-        )
-        .await
-        {
+        ));
+        match serving.await {
             Some(s) => stream = s,
             None => return,
         }
