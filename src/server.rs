@@ -612,11 +612,7 @@ where
             close(s).await;
             return None;
         }
-        replay = if unread.is_empty() {
-            parts.read_buf
-        } else {
-            [unread, parts.read_buf].concat().into()
-        };
+        replay = park::leftover(parts.read_buf, unread);
         if replay.is_empty() {
             return Some(s);
         }
