@@ -18,6 +18,9 @@
 //!   machine).
 //! - `MOAT_BENCH_AUDIT_SYNC=batch`: moat's `audit.sync` (default: moat's
 //!   default, `always`), to see what per-record fsync costs.
+//! - `MOAT_BENCH_POLICY_DIR=DIR`: another policy directory than the shipped
+//!   pack (for example one that allows everything, to see the policy's
+//!   share).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 

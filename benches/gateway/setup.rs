@@ -213,7 +213,11 @@ fn start_moat(dir: &Path, pki: &Pki, socket: &Path, bin: &str, name: &str) -> (S
             pki.server_key.display(),
             pki.ca_pem.display(),
             socket.display(),
-            repo.join("policies").display(),
+            std::env::var_os("MOAT_BENCH_POLICY_DIR")
+                .filter(|d| !d.is_empty())
+                .map(PathBuf::from)
+                .unwrap_or_else(|| repo.join("policies"))
+                .display(),
             sync = std::env::var("MOAT_BENCH_AUDIT_SYNC").unwrap_or_else(|_| "always".into()),
         ),
     )
