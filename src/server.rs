@@ -414,31 +414,11 @@ async fn connection(
     _permit: OwnedSemaphorePermit,
     shutdown: CancellationToken,
 ) {
-    let _ = tcp.set_nodelay(true);
-    let limits = &gw.config.limits;
-    let acceptor = tokio_rustls::TlsAcceptor::from(gw.tls.current());
-    let tls = match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
-        Ok(Ok(tls)) => tls,
-        Ok(Err(e)) => {
-            gw.metrics.tls_handshake_failure();
-            tracing::info!(%peer, error = %e, "TLS handshake failed");
-            return;
-        }
-        Err(_) => {
-            gw.metrics.tls_handshake_failure();
-            tracing::info!(%peer, "TLS handshake timed out");
-            return;
-        }
-    };
-    let cert = match tls.get_ref().1.peer_certificates().and_then(|c| c.first()) {
-        Some(der) => match CertInfo::from_der(der, &gw.config.auth.certificate) {
-            Ok(info) => Some(Arc::new(info)),
-            Err(e) => {
-                tracing::info!(%peer, error = %e, "client certificate refused");
-                return;
-            }
-        },
-        None => None,
+    // Boxed, like the serving below: a connection's task is allocated at the
+    // size of its largest state, and the handshake's is the largest by far;
+    // boxed, it is freed once the handshake is done.
+    let Some((tls, cert)) = Box::pin(accept_tls(&gw, tcp, peer)).await else {
+        return;
     };
     let info = Arc::new(ConnInfo {
         peer,
@@ -451,12 +431,51 @@ async fn connection(
     });
     let _registered = conns.register(info.clone());
     gw.metrics.connection_opened();
-    serve_http(&gw, &info, tls, &shutdown).await;
+    Box::pin(serve_http(&gw, &info, tls, &shutdown)).await;
     gw.metrics.connection_closed();
 }
 
-/// The client's TLS stream.
-type ClientStream = tokio_rustls::server::TlsStream<TcpStream>;
+/// The TLS handshake within `limits.handshake_timeout`, and the client
+/// certificate as moat reads it; `None` (logged and counted) when either
+/// fails.
+async fn accept_tls(
+    gw: &Gateway,
+    tcp: TcpStream,
+    peer: SocketAddr,
+) -> Option<(ClientStream, Option<Arc<CertInfo>>)> {
+    let _ = tcp.set_nodelay(true);
+    let acceptor = tokio_rustls::TlsAcceptor::from(gw.tls.current());
+    let accepted =
+        tokio::time::timeout(gw.config.limits.handshake_timeout, acceptor.accept(tcp)).await;
+    let tls = match accepted {
+        Ok(Ok(tls)) => Box::new(tls),
+        Ok(Err(e)) => {
+            gw.metrics.tls_handshake_failure();
+            tracing::info!(%peer, error = %e, "TLS handshake failed");
+            return None;
+        }
+        Err(_) => {
+            gw.metrics.tls_handshake_failure();
+            tracing::info!(%peer, "TLS handshake timed out");
+            return None;
+        }
+    };
+    let cert = match tls.get_ref().1.peer_certificates().and_then(|c| c.first()) {
+        Some(der) => match CertInfo::from_der(der, &gw.config.auth.certificate) {
+            Ok(info) => Some(Arc::new(info)),
+            Err(e) => {
+                tracing::info!(%peer, error = %e, "client certificate refused");
+                return None;
+            }
+        },
+        None => None,
+    };
+    Some((tls, cert))
+}
+
+/// The client's TLS stream, boxed: it moves between the parked and the
+/// serving state, and futures that hold it inline are as large as it is.
+type ClientStream = Box<tokio_rustls::server::TlsStream<TcpStream>>;
 
 /// Serves HTTP/1.1 on an established connection until it closes.
 ///
