@@ -480,7 +480,8 @@ type ClientStream = Box<tokio_rustls::server::TlsStream<TcpStream>>;
 /// Serves HTTP/1.1 on an established connection until it closes.
 ///
 /// Between requests the connection is parked ([`park`]): hyper's part of it
-/// ends as soon as nothing is in flight, and a new hyper connection starts
+/// ends once nothing has been in flight for [`PARK_AFTER`], and a new hyper
+/// connection starts
 /// with the first bytes of the next request. A parked connection waits at
 /// most `limits.idle_timeout` (`limits.header_read_timeout` before its first
 /// request) and closes on shutdown or when moat closes it (revocation).
@@ -588,6 +589,7 @@ where
         let io = park::Parkable::new(TokioIo::new(stream), replay, parking.clone());
         let mut conn = builder.serve_connection(io, svc.clone()).with_upgrades();
         let mut draining = false;
+        let mut park_at: Option<Instant> = None;
         loop {
             tokio::select! {
                 r = &mut conn => {
@@ -607,12 +609,21 @@ where
                     return None;
                 }
                 _ = info.idle.notified(), if !draining && !parking.load(Ordering::Acquire) => {
-                    if info.idle_since().is_some() && info.parkable() {
-                        // hyper ends an idle connection at once, and one
-                        // with a response still being written once it is
-                        // out; its shutdown then hands the stream back.
-                        parking.store(true, Ordering::Release);
-                        std::pin::Pin::new(&mut conn).graceful_shutdown();
+                    park_at = info.idle_since().map(|t| t + PARK_AFTER);
+                }
+                _ = sleep_until_or_never(park_at), if !draining && !parking.load(Ordering::Acquire) => {
+                    park_at = None;
+                    match info.idle_since() {
+                        Some(t) if t.elapsed() >= PARK_AFTER && info.parkable() => {
+                            // hyper ends an idle connection at once, and one
+                            // with a response still being written once it is
+                            // out; its shutdown then hands the stream back.
+                            parking.store(true, Ordering::Release);
+                            std::pin::Pin::new(&mut conn).graceful_shutdown();
+                        }
+                        // Busy again since: its end notifies anew.
+                        Some(t) if t.elapsed() < PARK_AFTER => park_at = Some(t + PARK_AFTER),
+                        _ => {}
                     }
                 }
             }
@@ -637,6 +648,19 @@ where
         }
         // Bytes of the next request were read already: serve them now.
         stream = s;
+    }
+}
+
+/// How long a keep-alive connection is idle before it is parked: clients
+/// that send their next request at once (the docker CLI within one command,
+/// a polling loop) keep their HTTP state; idle ones give it back.
+const PARK_AFTER: Duration = Duration::from_millis(100);
+
+/// Sleeps until `at`, or forever when there is no deadline.
+async fn sleep_until_or_never(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
     }
 }
 

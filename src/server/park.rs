@@ -3,8 +3,8 @@
 //! hyper keeps a connection's read and write buffers (8 KiB each) for the
 //! connection's whole life, idle or not. A gateway in front of CI fleets and
 //! long-lived docker contexts holds many idle keep-alive connections, so moat
-//! ends hyper's part of a connection as soon as it is idle and keeps only the
-//! TLS stream: the connection is *parked*. When the client's next request
+//! ends hyper's part of a connection once it has been idle for a moment
+//! (`PARK_AFTER` in the server) and keeps only the TLS stream: the connection is *parked*. When the client's next request
 //! begins, a new hyper connection picks up the stream where the last left
 //! off, starting with the bytes already read.
 //!
