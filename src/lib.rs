@@ -5,9 +5,11 @@
 //! A request travels through these modules, top to bottom (the one function
 //! that strings them together is [`pipeline::handle`]):
 //!
-//! 1. [`server`]: the TCP listener, connection limits, graceful shutdown.
+//! 1. [`server`]: the TCP listener, connection limits, idle keep-alive
+//!    connections parked without HTTP buffers, graceful shutdown.
 //! 2. [`tls`]: mutual TLS (rustls), with certificates and CRL reloaded on
-//!    change ([`tls::reload`]).
+//!    change ([`tls::reload`]) and client chains verified once per
+//!    certificate and configuration ([`tls::verify`]).
 //! 3. [`identity`]: who the client is, from its certificate or a bearer
 //!    token ([`identity::token`]).
 //! 4. [`pipeline`]: the HTTP request path, one readable function.
