@@ -197,6 +197,9 @@ pub struct Server {
     gateway: Arc<Gateway>,
     listener: TcpListener,
     metrics_listener: Option<TcpListener>,
+    /// SIGHUP, taken over at bind: once moat says it listens, a SIGHUP must
+    /// reload, never terminate (the signal's default action).
+    hup: tokio::signal::unix::Signal,
 }
 
 impl Server {
@@ -248,10 +251,13 @@ impl Server {
             tasks: TaskTracker::new(),
             config,
         });
+        let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .map_err(ServeError::Signal)?;
         Ok(Server {
             gateway,
             listener,
             metrics_listener,
+            hup,
         })
     }
 
@@ -281,10 +287,11 @@ impl Server {
             gateway,
             listener,
             metrics_listener,
+            hup,
         } = self;
         crate::tls::reload::spawn(gateway.clone(), shutdown.clone())?;
         gateway.policy.watch(shutdown.clone())?;
-        spawn_sighup(gateway.clone(), shutdown.clone())?;
+        spawn_sighup(gateway.clone(), shutdown.clone(), hup);
         if let Some(l) = metrics_listener {
             let ready = readiness(gateway.clone());
             tokio::spawn(crate::metrics::serve(
@@ -366,9 +373,11 @@ fn readiness(gw: Arc<Gateway>) -> crate::metrics::ReadyCheck {
 /// SIGHUP reloads everything that reloads, in one place: the token
 /// revocation list, TLS material (closing revoked connections) and the
 /// policy set. Each keeps its previous state when its reload fails.
-fn spawn_sighup(gw: Arc<Gateway>, shutdown: CancellationToken) -> Result<(), ServeError> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut hup = signal(SignalKind::hangup()).map_err(ServeError::Signal)?;
+fn spawn_sighup(
+    gw: Arc<Gateway>,
+    shutdown: CancellationToken,
+    mut hup: tokio::signal::unix::Signal,
+) {
     tokio::spawn(async move {
         loop {
             tokio::select! {
@@ -391,7 +400,6 @@ fn spawn_sighup(gw: Arc<Gateway>, shutdown: CancellationToken) -> Result<(), Ser
             }
         }
     });
-    Ok(())
 }
 
 /// Keeps `moat_engine_up` current even when nobody polls `/readyz`.

@@ -579,6 +579,8 @@ fn no_dockerd_fails_in_one_line_naming_docker_io() {
 /// reload signal must reload, not kill.
 #[test]
 fn sighup_reloads_everything_and_moat_keeps_serving() {
+    // Also pins a start-up race: "moat is serving" was printed before the
+    // SIGHUP handler existed, so a SIGHUP sent at once terminated moat.
     let engine = crate::support::engine();
     let dir = state_dir("hup");
     let up = Up::start_with(&dir, &["--engine-socket", engine.socket.to_str().unwrap()]);
