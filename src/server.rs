@@ -7,6 +7,8 @@
 //! for the handshake, `limits.header_read_timeout` and
 //! `limits.max_header_bytes`/`max_headers` for each request head, and
 //! `limits.idle_timeout` for a keep-alive connection with nothing in flight.
+//! Such an idle connection is parked without its HTTP buffers ([`park`]), so
+//! many idle clients cost little memory.
 //!
 //! Shutdown is passed in as a [`CancellationToken`]. On it the listener
 //! closes, connections finish their in-flight requests, and after
