@@ -4,12 +4,13 @@
 //! connection's whole life, idle or not. A gateway in front of CI fleets and
 //! long-lived docker contexts holds many idle keep-alive connections, so moat
 //! ends hyper's part of a connection once it has been idle for a moment
-//! (`PARK_AFTER` in the server) and keeps only the TLS stream: the connection is *parked*. When the client's next request
-//! begins, a new hyper connection picks up the stream where the last left
-//! off, starting with the bytes already read.
+//! (`PARK_AFTER` in the server) and keeps only the TLS stream: the
+//! connection is *parked*. When the client's next request begins, a new
+//! hyper connection picks up the stream where the last left off, starting
+//! with the bytes already read.
 //!
 //! [`Parkable`] is the stream hyper sees. It replays those bytes first, and
-//! while a park is under way its shutdown does nothing, so that hyper's
+//! while a park is under way its shutdown only flushes, so that hyper's
 //! graceful end of an idle connection hands the open stream back
 //! (`into_parts`) instead of closing it.
 
