@@ -5,7 +5,7 @@
 //! is lost under load.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -639,54 +639,6 @@ fn readyz_follows_the_engine_not_a_pooled_connection_and_healthz_stays_up() {
     assert_eq!(sample(&scrape(&moat), "moat_engine_up"), 1.0);
 }
 
-/// Reads one HTTP/1.1 response (Content-Length or chunked body): its status
-/// and `X-Moat-Request-Id`.
-fn read_response(r: &mut impl BufRead) -> std::io::Result<(u16, String)> {
-    let mut status = 0;
-    let mut id = String::new();
-    let mut length = 0usize;
-    let mut chunked = false;
-    let mut line = String::new();
-    loop {
-        line.clear();
-        if r.read_line(&mut line)? == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        let l = line.trim_end();
-        if l.is_empty() {
-            break;
-        }
-        if status == 0 {
-            status = raw::status(l);
-        } else if let Some((k, v)) = l.split_once(':') {
-            let (k, v) = (k.to_ascii_lowercase(), v.trim());
-            match k.as_str() {
-                "content-length" => length = v.parse().unwrap_or(0),
-                "transfer-encoding" => chunked = v.eq_ignore_ascii_case("chunked"),
-                "x-moat-request-id" => id = v.to_string(),
-                _ => {}
-            }
-        }
-    }
-    if chunked {
-        loop {
-            line.clear();
-            r.read_line(&mut line)?;
-            let size = usize::from_str_radix(line.trim(), 16)
-                .map_err(|_| std::io::Error::other(format!("bad chunk size {line:?}")))?;
-            let mut skip = vec![0; size + 2];
-            r.read_exact(&mut skip)?;
-            if size == 0 {
-                break;
-            }
-        }
-    } else {
-        let mut skip = vec![0; length];
-        r.read_exact(&mut skip)?;
-    }
-    Ok((status, id))
-}
-
 #[test]
 fn no_record_is_lost_under_200_concurrent_clients() {
     const CLIENTS: usize = 200;
@@ -714,9 +666,9 @@ fn no_record_is_lost_under_200_concurrent_clients() {
                     conn.get_mut()
                         .write_all(req.as_bytes())
                         .map_err(|e| format!("client {i} write: {e}"))?;
-                    got.push(
-                        read_response(&mut conn).map_err(|e| format!("client {i} read: {e}"))?,
-                    );
+                    let resp = raw::read_response(&mut conn)
+                        .map_err(|e| format!("client {i} read: {e}"))?;
+                    got.push((resp.status, resp.request_id));
                 }
                 Ok(got)
             })

@@ -1,6 +1,6 @@
 //! Raw HTTP over mutual TLS, for requests the docker CLI would never send.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
@@ -78,4 +78,66 @@ pub fn status(raw: &str) -> u16 {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0)
+}
+
+/// One response read off a keep-alive connection.
+pub struct Response {
+    pub status: u16,
+    /// `X-Moat-Request-Id` (empty when absent).
+    pub request_id: String,
+    pub body: String,
+}
+
+/// Reads one HTTP/1.1 response (Content-Length or chunked body), leaving
+/// the connection at the start of the next one.
+pub fn read_response(r: &mut impl BufRead) -> std::io::Result<Response> {
+    let mut status = 0;
+    let mut request_id = String::new();
+    let mut length = 0usize;
+    let mut chunked = false;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if r.read_line(&mut line)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        let l = line.trim_end();
+        if l.is_empty() {
+            break;
+        }
+        if status == 0 {
+            status = self::status(l);
+        } else if let Some((k, v)) = l.split_once(':') {
+            let (k, v) = (k.to_ascii_lowercase(), v.trim());
+            match k.as_str() {
+                "content-length" => length = v.parse().unwrap_or(0),
+                "transfer-encoding" => chunked = v.eq_ignore_ascii_case("chunked"),
+                "x-moat-request-id" => request_id = v.to_string(),
+                _ => {}
+            }
+        }
+    }
+    let mut body = Vec::new();
+    if chunked {
+        loop {
+            line.clear();
+            r.read_line(&mut line)?;
+            let size = usize::from_str_radix(line.trim(), 16)
+                .map_err(|_| std::io::Error::other(format!("bad chunk size {line:?}")))?;
+            let mut chunk = vec![0; size + 2];
+            r.read_exact(&mut chunk)?;
+            if size == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..size]);
+        }
+    } else {
+        body.resize(length, 0);
+        r.read_exact(&mut body)?;
+    }
+    Ok(Response {
+        status,
+        request_id,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
 }
