@@ -503,19 +503,27 @@ async fn until_lines(p: &Path, n: usize) {
     panic!("{} never reached {n} lines", p.display());
 }
 
-#[tokio::test]
-async fn completion_records_ride_the_next_decision_fsync() {
-    // Each completion record is its own write round (the test waits for its
-    // line before sending the next), which used to cost one fsync each.
+/// An auditor with `sync: always` and `batch_interval`, on a fresh log.
+async fn open_always(
+    batch_interval: Duration,
+) -> (tempfile::TempDir, PathBuf, Arc<Metrics>, Auditor) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("audit.log");
     let metrics = Arc::new(Metrics::new());
     let c = Audit {
         sync: AuditSync::Always,
-        batch_interval: Duration::from_secs(3600),
+        batch_interval,
         ..cfg(&file)
     };
     let a = Auditor::open(&c, metrics.clone()).await.unwrap();
+    (dir, file, metrics, a)
+}
+
+#[tokio::test]
+async fn completion_records_ride_the_next_decision_fsync() {
+    // Each completion record is its own write round (the test waits for its
+    // line before sending the next), which used to cost one fsync each.
+    let (_dir, file, metrics, a) = open_always(Duration::from_secs(3600)).await;
     for i in 0..20 {
         assert!(a
             .submit(rec(&format!("c{i:02}"), Stage::Complete))
@@ -539,15 +547,7 @@ async fn completion_records_ride_the_next_decision_fsync() {
 
 #[tokio::test]
 async fn a_lone_completion_record_is_fsynced_within_the_interval() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("audit.log");
-    let metrics = Arc::new(Metrics::new());
-    let c = Audit {
-        sync: AuditSync::Always,
-        batch_interval: Duration::from_millis(100),
-        ..cfg(&file)
-    };
-    let a = Auditor::open(&c, metrics.clone()).await.unwrap();
+    let (_dir, file, metrics, a) = open_always(Duration::from_millis(100)).await;
     a.submit(rec("c00", Stage::Complete)).unwrap();
     until_lines(&file, 1).await;
     let mut synced = false;
