@@ -155,7 +155,8 @@ pub struct Limits {
     /// Time a client has to finish the TLS handshake.
     #[serde(default = "d10s", with = "humantime_serde")]
     pub handshake_timeout: Duration,
-    /// Time a client has to send a complete request head.
+    /// Time a client has to send a complete request head, from its first
+    /// byte; also how long a new connection may wait before its first.
     #[serde(default = "d30s", with = "humantime_serde")]
     pub header_read_timeout: Duration,
     /// A keep-alive connection with no request in flight is closed after this.

@@ -452,7 +452,7 @@ engine:
 
 limits:
   handshake_timeout: 10s        # to finish the TLS handshake
-  header_read_timeout: 30s      # to send a complete request head
+  header_read_timeout: 30s      # to send a complete request head (and a new connection its first one)
   idle_timeout: 120s            # keep-alive connection with nothing in flight
   max_header_bytes: 65536       # request line plus headers (at least 8192)
   max_headers: 100              # header fields per request
