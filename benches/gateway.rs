@@ -302,7 +302,12 @@ fn main() {
     std::thread::sleep(Duration::from_millis(500));
     let rss_held = measure::rss_kib(world.moat_pid);
     drop(held);
-    if let Some((_, pid)) = world.moat_b {
+    let per_conn = |idle: u64, with: u64| {
+        (idle_conns > 0).then(|| with.saturating_sub(idle) as f64 / idle_conns as f64)
+    };
+    let shown =
+        |kib: Option<f64>| kib.map_or("not measured".to_string(), |k| format!("{k:.1} KiB"));
+    if let Some((_, pid)) = world.moat_b.filter(|_| idle_conns > 0) {
         let idle = measure::rss_kib(pid);
         let held = rt
             .block_on(measure::open_idle(&paths[3].1, idle_conns, 8))
@@ -311,8 +316,8 @@ fn main() {
         let with = measure::rss_kib(pid);
         drop(held);
         println!(
-            "moat B RSS: {idle} KiB idle, {with} KiB with {idle_conns} idle connections ({:.1} KiB each)",
-            with.saturating_sub(idle) as f64 / idle_conns.max(1) as f64
+            "moat B RSS: {idle} KiB idle, {with} KiB with {idle_conns} idle connections ({} each)",
+            shown(per_conn(idle, with))
         );
     }
 
@@ -321,9 +326,9 @@ fn main() {
         "rss_at_start_anon_kib": rss_start_anon,
         "rss_at_start_file_kib": rss_start_file,
         "rss_idle_kib": rss_idle,
-        "idle_connections": plan.idle_conns,
+        "idle_connections": idle_conns,
         "rss_with_idle_connections_kib": rss_held,
-        "kib_per_idle_connection": (rss_held.saturating_sub(rss_idle)) as f64 / idle_conns.max(1) as f64,
+        "kib_per_idle_connection": per_conn(rss_idle, rss_held),
     });
     let extra = json!({
         "machine": machine,
@@ -337,14 +342,14 @@ fn main() {
     });
     let doc = report::render(&s, extra);
     println!(
-        "\nmoat RSS: {} KiB at start ({} KiB anonymous, {} KiB file-backed), {} KiB idle after the run, {} KiB with {} idle mTLS connections ({:.1} KiB each)",
+        "\nmoat RSS: {} KiB at start ({} KiB anonymous, {} KiB file-backed), {} KiB idle after the run, {} KiB with {} idle mTLS connections ({} each)",
         rss_start,
         rss_start_anon,
         rss_start_file,
         rss_idle,
         rss_held,
-        plan.idle_conns,
-        doc["moat_memory"]["kib_per_idle_connection"].as_f64().unwrap_or(0.0)
+        idle_conns,
+        shown(per_conn(rss_idle, rss_held))
     );
     println!(
         "`echo hi | docker run -i` output intact: {}",

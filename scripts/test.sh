@@ -6,19 +6,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-need=()
-command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
-command -v docker >/dev/null 2>&1 || need+=(docker.io)
-dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q "install ok installed" || need+=(busybox-static)
+. scripts/packages.sh
+mapfile -t need < <(engine_packages_missing)
 command -v script >/dev/null 2>&1 || need+=(bsdutils)
-command -v tar >/dev/null 2>&1 || need+=(tar)
-if [ ${#need[@]} -gt 0 ]; then
-  pkgs=$(printf '%s\n' "${need[@]}" | sort -u | tr '\n' ' ')
-  echo "==> installing missing system packages: $pkgs"
-  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $pkgs >/dev/null
-fi
+install_packages "${need[@]}"
 if [ "$(id -u)" -ne 0 ]; then
   echo "==> the integration tests start a private dockerd, which needs root: run as root (or with sudo -E)" >&2
   exit 1

@@ -11,11 +11,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+. scripts/packages.sh
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 if ! PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin" command -v dockerd >/dev/null 2>&1; then
-  echo "==> dockerd not found: installing Debian's docker.io (the bundled engine)"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq docker.io >/dev/null
+  echo "==> dockerd not found: Debian's docker.io provides the bundled engine"
+  install_packages docker.io
 fi
 echo "==> building moat (release)"
 cargo build --release --locked --quiet
