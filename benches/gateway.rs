@@ -289,13 +289,12 @@ fn main() {
         }
     }
 
-    eprintln!(
-        "bench: moat memory with {} idle connections",
-        plan.idle_conns
-    );
     let moat_target = &paths[2].1;
     let rss_idle = measure::rss_kib(world.moat_pid);
     let idle_conns = plan.idle_conns * usize::from(plan.runs("memory"));
+    if idle_conns > 0 {
+        eprintln!("bench: moat memory with {idle_conns} idle connections");
+    }
     let held = rt
         .block_on(measure::open_idle(moat_target, idle_conns, 8))
         .expect("open idle connections");
@@ -306,7 +305,7 @@ fn main() {
         (idle_conns > 0).then(|| with.saturating_sub(idle) as f64 / idle_conns as f64)
     };
     let shown =
-        |kib: Option<f64>| kib.map_or("not measured".to_string(), |k| format!("{k:.1} KiB"));
+        |kib: Option<f64>| kib.map_or("not measured".to_string(), |k| format!("{k:.1} KiB each"));
     if let Some((_, pid)) = world.moat_b.filter(|_| idle_conns > 0) {
         let idle = measure::rss_kib(pid);
         let held = rt
@@ -316,7 +315,7 @@ fn main() {
         let with = measure::rss_kib(pid);
         drop(held);
         println!(
-            "moat B RSS: {idle} KiB idle, {with} KiB with {idle_conns} idle connections ({} each)",
+            "moat B RSS: {idle} KiB idle, {with} KiB with {idle_conns} idle connections ({})",
             shown(per_conn(idle, with))
         );
     }
@@ -342,7 +341,7 @@ fn main() {
     });
     let doc = report::render(&s, extra);
     println!(
-        "\nmoat RSS: {} KiB at start ({} KiB anonymous, {} KiB file-backed), {} KiB idle after the run, {} KiB with {} idle mTLS connections ({} each)",
+        "\nmoat RSS: {} KiB at start ({} KiB anonymous, {} KiB file-backed), {} KiB idle after the run, {} KiB with {} idle mTLS connections ({})",
         rss_start,
         rss_start_anon,
         rss_start_file,
