@@ -517,7 +517,6 @@ async fn serve_http(
         .max_buf_size(limits.max_header_bytes)
         .max_headers(limits.max_headers)
         .keep_alive(true);
-    let parking = Arc::new(AtomicBool::new(false));
     let mut stream = tls;
     let mut first = true;
     loop {
@@ -562,7 +561,7 @@ async fn serve_http(
             info,
             stream,
             replay,
-            &parking,
+            limits.idle_timeout,
             shutdown,
         ));
         match serving.await {
@@ -581,7 +580,7 @@ async fn serve_until_idle<S>(
     info: &Arc<ConnInfo>,
     mut stream: ClientStream,
     mut replay: Bytes,
-    parking: &Arc<AtomicBool>,
+    idle_timeout: Duration,
     shutdown: &CancellationToken,
 ) -> Option<ClientStream>
 where
@@ -594,6 +593,8 @@ where
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let peer = info.peer;
+    // Set while moat parks the connection (see [`park::Parkable`]).
+    let parking = Arc::new(AtomicBool::new(false));
     loop {
         parking.store(false, Ordering::Release);
         let io = park::Parkable::new(TokioIo::new(stream), replay, parking.clone());
@@ -619,22 +620,27 @@ where
                     return None;
                 }
                 _ = info.idle.notified(), if !draining && !parking.load(Ordering::Acquire) => {
-                    park_at = info.idle_since().map(|t| t + PARK_AFTER);
+                    park_at = idle_deadline(info, idle_timeout);
                 }
                 _ = sleep_until_or_never(park_at), if !draining && !parking.load(Ordering::Acquire) => {
-                    park_at = None;
-                    match info.idle_since() {
-                        Some(t) if t.elapsed() >= PARK_AFTER && info.parkable() => {
-                            // hyper ends an idle connection at once, and one
-                            // with a response still being written once it is
-                            // out; its shutdown then hands the stream back.
-                            parking.store(true, Ordering::Release);
-                            std::pin::Pin::new(&mut conn).graceful_shutdown();
-                        }
-                        // Busy again since: its end notifies anew.
-                        Some(t) if t.elapsed() < PARK_AFTER => park_at = Some(t + PARK_AFTER),
-                        _ => {}
+                    // Busy again since (`None`): its end notifies anew.
+                    park_at = idle_deadline(info, idle_timeout);
+                    let Some(at) = park_at else { continue };
+                    if Instant::now() < at {
+                        continue;
                     }
+                    park_at = None;
+                    if info.parkable() {
+                        // hyper ends an idle connection at once, and one
+                        // with a response still being written once it is
+                        // out; its shutdown then hands the stream back.
+                        parking.store(true, Ordering::Release);
+                    } else {
+                        // Not parkable: idle for `limits.idle_timeout`, closed.
+                        tracing::debug!(%peer, "idle keep-alive connection closed");
+                        draining = true;
+                    }
+                    std::pin::Pin::new(&mut conn).graceful_shutdown();
                 }
             }
         }
@@ -665,6 +671,18 @@ where
 /// that send their next request at once (the docker CLI within one command,
 /// a polling loop) keep their HTTP state; idle ones give it back.
 const PARK_AFTER: Duration = Duration::from_millis(100);
+
+/// When an idle connection is next due: parked [`PARK_AFTER`] after its
+/// last request ended, or, when that request does not allow parking, closed
+/// `idle_timeout` after it. `None` while a request is in flight.
+fn idle_deadline(info: &ConnInfo, idle_timeout: Duration) -> Option<Instant> {
+    let wait = if info.parkable() {
+        PARK_AFTER
+    } else {
+        idle_timeout
+    };
+    info.idle_since().map(|t| t + wait)
+}
 
 /// Sleeps until `at`, or forever when there is no deadline.
 async fn sleep_until_or_never(at: Option<Instant>) {

@@ -149,6 +149,43 @@ fn idle_keep_alive_connections_are_closed() {
     );
 }
 
+/// Regression: after a request with a body the connection is not parked,
+/// and the idle timeout lived only in the parked state, so such a
+/// connection stayed open (holding a connection slot) for ever.
+#[test]
+fn idle_timeout_closes_a_connection_whose_last_request_had_a_body() {
+    // header_read_timeout longer than the client's 30 s read timeout, so
+    // that only the idle timeout can close the connection in time.
+    let moat = Moat::start_with(MoatOptions {
+        limits_yaml: Some(
+            "  idle_timeout: 1s\n  header_read_timeout: 60s\n  shutdown_grace: 2s\n".into(),
+        ),
+        ..Default::default()
+    });
+    let bundle = pki().client("alice", "admin");
+    let mut c = raw::connect(moat.addr, &bundle).unwrap();
+    let body = r#"{"Image":"moat-test/no-such-image:1"}"#;
+    let req = format!(
+        "POST /v1.41/containers/create HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    c.write_all(req.as_bytes()).unwrap();
+    let mut reader = std::io::BufReader::new(&mut c);
+    let resp = raw::read_response(&mut reader).unwrap();
+    // The engine answered (no such image): the body was read, the
+    // connection stays open for keep-alive.
+    assert_eq!(resp.status, 404, "{}", resp.body);
+    // Then nothing more is sent: moat must close it by itself, well before
+    // the client's 30 s read timeout.
+    let mut rest = Vec::new();
+    let r = reader.read_to_end(&mut rest);
+    assert!(
+        r.is_ok() || matches!(r, Err(ref e) if e.kind() == std::io::ErrorKind::UnexpectedEof),
+        "the idle connection was not closed by moat: {r:?}"
+    );
+    assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
+}
+
 #[test]
 fn a_client_that_never_finishes_its_handshake_is_cut_off() {
     let moat = Moat::start_with(MoatOptions {
