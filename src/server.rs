@@ -491,10 +491,11 @@ type ClientStream = Box<tokio_rustls::server::TlsStream<TcpStream>>;
 ///
 /// Between requests the connection is parked ([`park`]): hyper's part of it
 /// ends once nothing has been in flight for [`PARK_AFTER`], and a new hyper
-/// connection starts
-/// with the first bytes of the next request. A parked connection waits at
-/// most `limits.idle_timeout` (`limits.header_read_timeout` before its first
-/// request) and closes on shutdown or when moat closes it (revocation).
+/// connection starts with the first bytes of the next request. A parked
+/// connection waits at most `limits.idle_timeout`
+/// (`limits.header_read_timeout` before its first request) and closes on
+/// shutdown or when moat closes it (revocation); one that cannot be parked
+/// closes after `limits.idle_timeout` idle ([`idle_deadline`]).
 async fn serve_http(
     gw: &Arc<Gateway>,
     info: &Arc<ConnInfo>,
