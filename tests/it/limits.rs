@@ -151,7 +151,8 @@ fn idle_keep_alive_connections_are_closed() {
 
 /// Regression: after a request with a body the connection is not parked,
 /// and the idle timeout lived only in the parked state, so such a
-/// connection stayed open (holding a connection slot) for ever.
+/// connection stayed open past `limits.idle_timeout`, holding a connection
+/// slot until hyper's `header_read_timeout` ended it.
 #[test]
 fn idle_timeout_closes_a_connection_whose_last_request_had_a_body() {
     // header_read_timeout longer than the client's 30 s read timeout, so
