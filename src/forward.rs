@@ -27,7 +27,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::UnixStream;
 
-use crate::respond::{BoxError, ResBody};
+use crate::resbody::{full, BoxError, ResBody};
 
 /// Why the engine could not answer.
 #[derive(Debug, thiserror::Error)]
@@ -212,7 +212,7 @@ impl Upstream {
     /// elsewhere, socket removed), and then new requests and every hijack,
     /// which connect anew, fail while a pooled ping still succeeds.
     pub async fn ping(&self) -> Result<(), ForwardError> {
-        let mut req = Request::new(crate::respond::full(bytes::Bytes::new()));
+        let mut req = Request::new(full(bytes::Bytes::new()));
         *req.uri_mut() = Uri::from_static("/_ping");
         req.headers_mut()
             .insert(header::HOST, HeaderValue::from_static("docker"));
@@ -275,13 +275,8 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer x"));
         h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
-        let req = Upstream::request(
-            Method::GET,
-            "/v1.41/info",
-            h,
-            crate::respond::full(bytes::Bytes::new()),
-        )
-        .unwrap();
+        let req =
+            Upstream::request(Method::GET, "/v1.41/info", h, full(bytes::Bytes::new())).unwrap();
         assert!(!req.headers().contains_key(header::AUTHORIZATION));
         assert_eq!(req.headers()[header::HOST], "docker");
         assert_eq!(req.uri().path(), "/v1.41/info");

@@ -24,7 +24,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 use crate::forward::{stream_body, ForwardError, Upstream};
-use crate::respond::ResBody;
+use crate::resbody::{full, ResBody};
 
 /// Bytes relayed in each direction, updated as they flow.
 #[derive(Debug, Default)]
@@ -74,7 +74,7 @@ pub async fn open(
         return Ok(Opened::Plain(resp.map(stream_body)));
     }
     let engine = hyper::upgrade::on(&mut resp);
-    let mut response = Response::new(crate::respond::full(bytes::Bytes::new()));
+    let mut response = Response::new(full(bytes::Bytes::new()));
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     for (name, value) in resp.headers() {
         if name != header::CONTENT_LENGTH && name != header::TRANSFER_ENCODING {

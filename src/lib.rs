@@ -8,7 +8,7 @@
 //! 1. [`server`]: the TCP listener, connection limits, idle keep-alive
 //!    connections parked without HTTP buffers, graceful shutdown.
 //! 2. [`tls`]: mutual TLS (rustls), with certificates and CRL reloaded on
-//!    change ([`tls::reload`]) and client chains verified once per
+//!    change ([`reload`]) and client chains verified once per
 //!    certificate and configuration ([`tls::verify`]).
 //! 3. [`identity`]: who the client is, from its certificate or a bearer
 //!    token ([`identity::token`]).
@@ -22,6 +22,12 @@
 //! 9. [`forward`] and [`hijack`]: the engine's unix socket, streamed or
 //!    hijacked with half-close.
 //! 10. [`respond`]: the one place a refusal becomes a client response.
+//!
+//! Shared by the stages, below them: [`conn`] (what is known about one
+//! client connection, and the registry of open ones), [`resbody`] (the body
+//! type of every response), and [`gateway`] (the state every request shares,
+//! loaded from the config). [`reload`] orchestrates reloads without a
+//! restart (TLS files changed, SIGHUP).
 //!
 //! Beside the request path: [`config`] (the typed config file), [`metrics`]
 //! (Prometheus and health endpoints), [`engine`] (the bundled dockerd and its
@@ -37,8 +43,10 @@ pub mod body;
 pub mod classify;
 pub mod cli;
 pub mod config;
+pub mod conn;
 pub mod engine;
 pub mod forward;
+pub mod gateway;
 pub mod hijack;
 pub mod identity;
 pub mod launch;
@@ -46,6 +54,8 @@ pub mod metrics;
 pub mod pipeline;
 pub mod pki;
 pub mod policy;
+pub mod reload;
+pub mod resbody;
 pub mod respond;
 pub mod server;
 pub mod tls;

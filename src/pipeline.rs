@@ -24,12 +24,14 @@ use crate::audit::{DecisionRecord, Record, RequestRecord, ResponseRecord, Stage,
 use crate::body::{self, Inspected};
 use crate::classify::{self, Route};
 use crate::config::{AuditLevel, AuditOnFailure};
+use crate::conn::{ConnInfo, InFlight};
 use crate::forward::{stream_body, Upstream};
+use crate::gateway::Gateway;
 use crate::hijack::{self, Counters, Opened};
 use crate::identity::Identity;
 use crate::policy::{Decision, Facts};
-use crate::respond::{error_response, full, Rejection, ResBody};
-use crate::server::{ConnInfo, Gateway};
+use crate::resbody::{full, ResBody};
+use crate::respond::{error_response, Rejection};
 
 pub use track::Completion;
 
@@ -41,7 +43,6 @@ pub async fn handle(
 ) -> Result<Response<ResBody>, Infallible> {
     let started = Instant::now();
     let in_flight = conn.begin();
-    conn.note_request(&req);
     let id = request_id();
     let mut trail = Trail::new(&conn, &req, &id);
 
@@ -358,7 +359,7 @@ impl Trail {
         gw: Arc<Gateway>,
         status: StatusCode,
         started: Instant,
-        in_flight: crate::server::InFlight,
+        in_flight: InFlight,
     ) -> Option<Completion> {
         self.set_response(|r| r.status = status.as_u16());
         self.record.stage = Stage::Complete;

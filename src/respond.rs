@@ -8,17 +8,13 @@
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
 
 use crate::audit::AuditError;
 use crate::body::BodyError;
 use crate::classify::ClassifyError;
 use crate::forward::ForwardError;
 use crate::identity::AuthError;
-
-/// The body type of every response moat sends.
-pub type ResBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use crate::resbody::{full, ResBody};
 
 /// Why a request was not forwarded, or failed at the engine.
 #[derive(Debug, thiserror::Error)]
@@ -84,13 +80,6 @@ pub fn error_response(rejection: &Rejection) -> Response<ResBody> {
         );
     }
     resp
-}
-
-/// A complete in-memory body.
-pub fn full(bytes: Bytes) -> ResBody {
-    Full::new(bytes)
-        .map_err(|never| match never {})
-        .boxed_unsync()
 }
 
 #[cfg(test)]

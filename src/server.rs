@@ -15,13 +15,16 @@
 //! `limits.shutdown_grace` whatever is left (streams, hijacked sessions) is
 //! closed. Every task is tracked, so [`Server::run`] returns only when none
 //! is left.
+//!
+//! What the server hands on lives below it: the shared state in
+//! [`crate::gateway`], each connection's facts in [`crate::conn`], and reloads
+//! (file changes, SIGHUP) in [`crate::reload`].
 
 mod park;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -30,17 +33,16 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
-use crate::audit::Auditor;
 use crate::config::Config;
-use crate::forward::Upstream;
-use crate::identity::{token, Authenticator, CertInfo};
+use crate::conn::{ConnInfo, Connections};
+use crate::engine::EngineStatus;
+use crate::gateway::{self, Gateway};
+use crate::identity::CertInfo;
 use crate::metrics::Metrics;
-use crate::policy::Policy;
-use crate::tls::TlsSettings;
+use crate::resbody::ResBody;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -50,148 +52,14 @@ pub enum ServeError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("tls: {0}")]
-    Tls(#[from] crate::tls::TlsError),
-    #[error("policy: {0}")]
-    Policy(#[from] crate::policy::PolicyError),
-    #[error("audit: {0}")]
-    Audit(#[from] crate::audit::AuditError),
-    #[error("auth.tokens: {0}")]
-    Tokens(#[from] token::TokenError),
+    #[error(transparent)]
+    Load(#[from] gateway::LoadError),
     #[error("reload: {0}")]
     Reload(#[from] crate::tls::reload::ReloadError),
     #[error("policy watch: {0}")]
     PolicyWatch(#[from] crate::policy::WatchError),
     #[error("cannot install the SIGHUP handler: {0}")]
     Signal(std::io::Error),
-}
-
-/// Everything a request needs, shared by all connections.
-pub struct Gateway {
-    pub config: Config,
-    pub tls: TlsSettings,
-    pub auth: Authenticator,
-    pub policy: Arc<Policy>,
-    pub audit: Auditor,
-    pub metrics: Arc<Metrics>,
-    pub upstream: Upstream,
-    /// The engine's state: always running for an external engine; for a
-    /// bundled one, not running while it (re)starts.
-    pub engine: Arc<crate::engine::EngineStatus>,
-    pub connections: Arc<Connections>,
-    /// Fired after the grace period: closes streams and hijacked sessions.
-    pub force_close: CancellationToken,
-    /// Tracks every connection and hijack task.
-    pub tasks: TaskTracker,
-}
-
-/// What the pipeline knows about the connection a request arrived on.
-pub struct ConnInfo {
-    pub peer: SocketAddr,
-    pub cert: Option<Arc<CertInfo>>,
-    /// Cancelled to close this connection (revocation, forced shutdown).
-    pub cancel: CancellationToken,
-    in_flight: AtomicUsize,
-    last_active: Mutex<Instant>,
-    /// Notified when the last request in flight has finished.
-    idle: Notify,
-    /// Whether the last request allows parking the connection when idle
-    /// ([`park::parkable`]).
-    parkable: AtomicBool,
-}
-
-impl ConnInfo {
-    /// Marks a request as started; the guard marks it finished when the
-    /// response body has been sent or dropped.
-    pub fn begin(self: &Arc<Self>) -> InFlight {
-        self.in_flight.fetch_add(1, Ordering::AcqRel);
-        InFlight(self.clone())
-    }
-
-    /// Notes whether the connection may be parked after `req`.
-    pub fn note_request<B>(&self, req: &http::Request<B>) {
-        self.parkable.store(park::parkable(req), Ordering::Release);
-    }
-
-    fn parkable(&self) -> bool {
-        self.parkable.load(Ordering::Acquire)
-    }
-
-    fn idle_since(&self) -> Option<Instant> {
-        if self.in_flight.load(Ordering::Acquire) > 0 {
-            return None;
-        }
-        self.last_active.lock().ok().map(|t| *t)
-    }
-}
-
-/// A request in flight on a connection (see [`ConnInfo::begin`]).
-pub struct InFlight(Arc<ConnInfo>);
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        if let Ok(mut t) = self.0.last_active.lock() {
-            *t = Instant::now();
-        }
-        if self.0.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.idle.notify_one();
-        }
-    }
-}
-
-/// The open client connections, so that some can be closed on demand (a
-/// certificate was revoked).
-#[derive(Default)]
-pub struct Connections {
-    next: AtomicU64,
-    open: Mutex<HashMap<u64, Arc<ConnInfo>>>,
-}
-
-impl Connections {
-    fn register(self: &Arc<Self>, info: Arc<ConnInfo>) -> Registered {
-        let id = self.next.fetch_add(1, Ordering::Relaxed);
-        if let Ok(mut open) = self.open.lock() {
-            open.insert(id, info);
-        }
-        Registered {
-            id,
-            set: self.clone(),
-        }
-    }
-
-    /// Closes every connection whose certificate matches; returns how many.
-    pub fn close_matching(&self, pred: impl Fn(&CertInfo) -> bool) -> usize {
-        let Ok(open) = self.open.lock() else { return 0 };
-        let mut n = 0;
-        for info in open.values() {
-            if info.cert.as_deref().is_some_and(&pred) {
-                info.cancel.cancel();
-                n += 1;
-            }
-        }
-        n
-    }
-
-    pub fn len(&self) -> usize {
-        self.open.lock().map(|o| o.len()).unwrap_or(0)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-struct Registered {
-    id: u64,
-    set: Arc<Connections>,
-}
-
-impl Drop for Registered {
-    fn drop(&mut self) {
-        if let Ok(mut open) = self.set.open.lock() {
-            open.remove(&self.id);
-        }
-    }
 }
 
 /// A bound, ready-to-run gateway.
@@ -209,23 +77,16 @@ impl Server {
     /// listeners, for an engine moat does not manage; nothing is accepted
     /// until [`Server::run`].
     pub async fn bind(config: Config) -> Result<Server, ServeError> {
-        Self::bind_with_engine(config, Arc::new(crate::engine::EngineStatus::external())).await
+        Self::bind_with_engine(config, Arc::new(EngineStatus::external())).await
     }
 
     /// As [`Server::bind`], with the status of a bundled engine.
     pub async fn bind_with_engine(
         config: Config,
-        engine: Arc<crate::engine::EngineStatus>,
+        engine: Arc<EngineStatus>,
     ) -> Result<Server, ServeError> {
-        let tls = TlsSettings::load(&config.tls)?;
-        let tokens = match &config.auth.tokens {
-            Some(t) => Some(token::Verifier::from_config(t)?),
-            None => None,
-        };
-        let metrics = Arc::new(Metrics::new());
-        let policy =
-            Arc::new(Policy::load(&config.policy, &config.limits)?.with_metrics(metrics.clone()));
-        let audit = Auditor::open(&config.audit, metrics.clone()).await?;
+        let gateway = Gateway::load(config, engine).await?;
+        let config = &gateway.config;
         let listener = TcpListener::bind(config.listen.tcp)
             .await
             .map_err(|source| ServeError::Bind {
@@ -240,23 +101,10 @@ impl Server {
             ),
             None => None,
         };
-        let gateway = Arc::new(Gateway {
-            tls,
-            auth: Authenticator::new(&config.auth.certificate, tokens),
-            policy,
-            audit,
-            metrics,
-            upstream: Upstream::new(config.engine.socket.clone()),
-            engine,
-            connections: Arc::new(Connections::default()),
-            force_close: CancellationToken::new(),
-            tasks: TaskTracker::new(),
-            config,
-        });
         let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             .map_err(ServeError::Signal)?;
         Ok(Server {
-            gateway,
+            gateway: Arc::new(gateway),
             listener,
             metrics_listener,
             hup,
@@ -291,11 +139,11 @@ impl Server {
             metrics_listener,
             hup,
         } = self;
-        crate::tls::reload::spawn(gateway.clone(), shutdown.clone())?;
+        crate::reload::spawn_watcher(gateway.clone(), shutdown.clone())?;
         gateway.policy.watch(shutdown.clone())?;
-        spawn_sighup(gateway.clone(), shutdown.clone(), hup);
+        crate::reload::spawn_sighup(gateway.clone(), shutdown.clone(), hup);
         if let Some(l) = metrics_listener {
-            let ready = readiness(gateway.clone());
+            let ready = gateway::readiness(gateway.clone());
             tokio::spawn(crate::metrics::serve(
                 l,
                 gateway.metrics.clone(),
@@ -303,7 +151,7 @@ impl Server {
                 shutdown.clone(),
             ));
         }
-        tokio::spawn(watch_engine(gateway.clone(), shutdown.clone()));
+        tokio::spawn(gateway::watch_engine(gateway.clone(), shutdown.clone()));
         tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "moat listening (mutual TLS)");
         let limit = Arc::new(Semaphore::new(gateway.config.limits.max_connections));
         loop {
@@ -352,70 +200,6 @@ impl Server {
     }
 }
 
-/// What `/readyz` reports: the engine answers `/_ping`, a policy is
-/// loaded, and the audit log is writable.
-fn readiness(gw: Arc<Gateway>) -> crate::metrics::ReadyCheck {
-    Arc::new(move || {
-        let gw = gw.clone();
-        Box::pin(async move {
-            let engine = match gw.engine.readiness() {
-                Ok(()) => gw.upstream.ping().await.map_err(|e| e.to_string()),
-                Err(e) => Err(e),
-            };
-            gw.metrics.engine_up(engine.is_ok());
-            vec![
-                ("engine", engine),
-                ("policy", gw.policy.status()),
-                ("audit", gw.audit.writable()),
-            ]
-        })
-    })
-}
-
-/// SIGHUP reloads everything that reloads, in one place: the token
-/// revocation list, TLS material (closing revoked connections) and the
-/// policy set. Each keeps its previous state when its reload fails.
-fn spawn_sighup(
-    gw: Arc<Gateway>,
-    shutdown: CancellationToken,
-    mut hup: tokio::signal::unix::Signal,
-) {
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = hup.recv() => {}
-            }
-            tracing::info!("SIGHUP: reloading tokens, TLS and policy");
-            if let Err(e) = crate::tls::reload::reload_and_sweep(&gw, &shutdown) {
-                tracing::error!(error = %e, "SIGHUP: TLS reload failed; the previous certificates stay in force");
-            }
-            let p = gw.policy.clone();
-            match tokio::task::spawn_blocking(move || p.reload()).await {
-                Ok(Ok(())) => {
-                    tracing::info!(revision = %gw.policy.revision(), "SIGHUP: policy reloaded")
-                }
-                Ok(Err(e)) => {
-                    tracing::error!(error = %e, "SIGHUP: policy reload failed; keeping the last good set")
-                }
-                Err(e) => tracing::error!(error = %e, "SIGHUP: policy reload task failed"),
-            }
-        }
-    });
-}
-
-/// Keeps `moat_engine_up` current even when nobody polls `/readyz`.
-async fn watch_engine(gw: Arc<Gateway>, shutdown: CancellationToken) {
-    loop {
-        let up = gw.engine.is_running() && gw.upstream.ping().await.is_ok();
-        gw.metrics.engine_up(up);
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
-        }
-    }
-}
-
 async fn connection(
     gw: Arc<Gateway>,
     conns: Arc<Connections>,
@@ -430,15 +214,7 @@ async fn connection(
     let Some((tls, cert)) = Box::pin(accept_tls(&gw, tcp, peer)).await else {
         return;
     };
-    let info = Arc::new(ConnInfo {
-        peer,
-        cert,
-        cancel: gw.force_close.child_token(),
-        in_flight: AtomicUsize::new(0),
-        last_active: Mutex::new(Instant::now()),
-        idle: Notify::new(),
-        parkable: AtomicBool::new(false),
-    });
+    let info = Arc::new(ConnInfo::new(peer, cert, gw.force_close.child_token()));
     let _registered = conns.register(info.clone());
     gw.metrics.connection_opened();
     Box::pin(serve_http(&gw, &info, tls, &shutdown)).await;
@@ -507,7 +283,12 @@ async fn serve_http(
     let svc = {
         let gw = gw.clone();
         let info = info.clone();
-        service_fn(move |req| crate::pipeline::handle(gw.clone(), info.clone(), req))
+        service_fn(move |req| {
+            // Whether the connection may be parked once this request has
+            // been answered.
+            info.set_parkable(park::parkable(&req));
+            crate::pipeline::handle(gw.clone(), info.clone(), req)
+        })
     };
     let mut builder = http1::Builder::new();
     builder
@@ -585,7 +366,7 @@ async fn serve_until_idle<S>(
     shutdown: &CancellationToken,
 ) -> Option<ClientStream>
 where
-    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = crate::respond::ResBody>
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = ResBody>
         + Clone
         + Unpin
         + Send
@@ -620,7 +401,7 @@ where
                     tracing::debug!(%peer, "connection closed by moat");
                     return None;
                 }
-                _ = info.idle.notified(), if !draining && !parking.load(Ordering::Acquire) => {
+                _ = info.idle(), if !draining && !parking.load(Ordering::Acquire) => {
                     park_at = idle_deadline(info, idle_timeout);
                 }
                 _ = sleep_until_or_never(park_at), if !draining && !parking.load(Ordering::Acquire) => {

@@ -16,8 +16,9 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use crate::audit::Record;
-use crate::respond::{BoxError, ResBody};
-use crate::server::{Gateway, InFlight};
+use crate::conn::InFlight;
+use crate::gateway::Gateway;
+use crate::resbody::{BoxError, ResBody};
 
 /// What is left to do when a request ends (see `Completion::complete`).
 pub struct Completion {

@@ -1,33 +1,22 @@
-//! Reloading TLS material without a restart: the server certificate and
-//! key, the client CA bundle and the CRL.
+//! The TLS side of reloading without a restart: watching the files that
+//! hold the server certificate and key, the client CA bundle and the CRL,
+//! and reading which serials the CRL revokes.
 //!
-//! [`spawn`] watches the *directories* holding the `tls.*` files (tools
-//! replace files by rename, which a watch on the file itself would miss),
-//! debounced. A change rebuilds the rustls
-//! configuration ([`super::TlsSettings::reload`]); new handshakes use it at
-//! once, open connections keep theirs. A change is in force well within 2 s
-//! (about 250 ms of debounce plus the rebuild). A rebuild that fails (say a
-//! new certificate is in place but its key is not yet) keeps the previous
-//! configuration and is retried for a few seconds.
-//!
-//! After each reload, open connections whose client certificate serial is
-//! now on the CRL are closed; a second sweep one handshake timeout later
-//! catches connections whose handshake began under the previous CRL.
-//! SIGHUP is handled once, by the server, for everything that reloads: it
-//! calls [`reload_and_sweep`] and reloads the policy.
+//! [`watch_files`] watches the *directories* holding the `tls.*` files
+//! (tools replace files by rename, which a watch on the file itself would
+//! miss), debounced. What a change triggers (rebuilding the rustls
+//! configuration, closing revoked connections, SIGHUP) is orchestrated in
+//! [`crate::reload`].
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use notify_debouncer_full::notify::RecursiveMode;
 use notify_debouncer_full::{new_debouncer, DebounceEventResult};
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 use super::TlsError;
-use crate::server::Gateway;
 
 /// Why the watcher could not start.
 #[derive(Debug, thiserror::Error)]
@@ -38,117 +27,6 @@ pub enum ReloadError {
 
 /// Debounce window for file events.
 const DEBOUNCE: Duration = Duration::from_millis(250);
-/// Retries of a failed rebuild (files mid-rotation), this far apart.
-const RETRY_EVERY: Duration = Duration::from_millis(500);
-const RETRIES: u32 = 10;
-
-/// Starts the file watcher; it stops when `shutdown` fires.
-/// Call from inside the tokio runtime, after [`crate::server::Server::bind`].
-pub fn spawn(gw: Arc<Gateway>, shutdown: CancellationToken) -> Result<(), ReloadError> {
-    let mut files = gw.tls.watched_files();
-    if let Some(t) = &gw.config.auth.tokens {
-        files.extend(t.revoked.clone());
-    }
-    let (debouncer, mut changed) = watch_files(&files)?;
-    tokio::spawn(async move {
-        let _debouncer = debouncer; // dropped (and stopped) with the task
-        let mut retries_left = 0u32;
-        loop {
-            let retrying = retries_left > 0;
-            let retry = async move {
-                if retrying {
-                    tokio::time::sleep(RETRY_EVERY).await
-                } else {
-                    std::future::pending::<()>().await
-                }
-            };
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                c = changed.recv() => {
-                    if c.is_none() { break }
-                    tracing::info!("certificate files changed; reloading TLS");
-                }
-                _ = retry => {}
-            }
-            match reload_and_sweep(&gw, &shutdown) {
-                Ok(_) => retries_left = 0,
-                Err(e) => {
-                    retries_left = if retries_left == 0 {
-                        RETRIES
-                    } else {
-                        retries_left - 1
-                    };
-                    tracing::error!(error = %e, "TLS reload failed; the previous certificates stay in force");
-                }
-            }
-        }
-    });
-    Ok(())
-}
-
-/// Re-reads the token revocation list (it also reloads itself on the
-/// request path; this makes it immediate), rebuilds TLS, closes revoked
-/// connections now and again one handshake timeout later.
-pub fn reload_and_sweep(
-    gw: &Arc<Gateway>,
-    shutdown: &CancellationToken,
-) -> Result<usize, TlsError> {
-    if let Some(v) = gw.auth.tokens() {
-        if let Err(e) = v.reload_revoked() {
-            tracing::error!(error = %e, "token revocation list reload failed");
-        }
-    }
-    let closed = reload_now(gw)?;
-    sweep_later(gw.clone(), shutdown.clone());
-    Ok(closed)
-}
-
-/// Rebuilds the TLS configuration from disk and closes connections whose
-/// certificate is now revoked. Returns how many were closed.
-pub fn reload_now(gw: &Gateway) -> Result<usize, TlsError> {
-    gw.tls.reload()?;
-    tracing::info!("TLS configuration reloaded");
-    Ok(close_revoked(gw))
-}
-
-/// Closes open connections whose certificate serial is on `tls.crl`.
-pub fn close_revoked(gw: &Gateway) -> usize {
-    let Some(crl) = gw.tls.crl_path() else {
-        return 0;
-    };
-    let revoked = match revoked_serials(crl) {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot read the CRL to close revoked connections");
-            return 0;
-        }
-    };
-    if revoked.is_empty() {
-        return 0;
-    }
-    let n = gw
-        .connections
-        .close_matching(|c| revoked.contains(&c.serial));
-    if n > 0 {
-        tracing::info!(
-            closed = n,
-            "closed connections authenticated by revoked certificates"
-        );
-    }
-    n
-}
-
-/// Sweeps again once every handshake begun under the old configuration has
-/// finished or timed out.
-fn sweep_later(gw: Arc<Gateway>, shutdown: CancellationToken) {
-    let wait = gw.config.limits.handshake_timeout + Duration::from_millis(100);
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = shutdown.cancelled() => {}
-            _ = tokio::time::sleep(wait) => { close_revoked(&gw); }
-        }
-    });
-}
 
 /// The serials listed in a PEM CRL file, formatted like
 /// [`crate::identity::CertInfo::serial`] (lower-case hex, no leading zeros).

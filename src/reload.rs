@@ -1,0 +1,172 @@
+//! Reloading without a restart, orchestrated in one place: what happens
+//! when the TLS files change on disk, and what SIGHUP reloads (the token
+//! revocation list, TLS material, the policy set).
+//!
+//! A change to the `tls.*` files (or to the token revocation list) rebuilds
+//! the rustls configuration ([`crate::tls::TlsSettings::reload`]); new
+//! handshakes use it at once, open connections keep theirs. A change is in
+//! force well within 2 s (about 250 ms of debounce, see
+//! [`crate::tls::reload::watch_files`], plus the rebuild). A rebuild that
+//! fails (say a new certificate is in place but its key is not yet) keeps
+//! the previous configuration and is retried for a few seconds.
+//!
+//! After each TLS reload, open connections whose client certificate serial
+//! is now on the CRL are closed; a second sweep one handshake timeout later
+//! catches connections whose handshake began under the previous CRL.
+//!
+//! SIGHUP is handled once, here, for everything that reloads: tokens, TLS
+//! ([`reload_and_sweep`]) and the policy. Each keeps its previous state when
+//! its reload fails. The policy also watches its own files
+//! ([`crate::policy::Policy::watch`]).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::conn::Connections;
+use crate::gateway::Gateway;
+use crate::tls::reload::{revoked_serials, watch_files, ReloadError};
+use crate::tls::{TlsError, TlsSettings};
+
+/// Retries of a failed rebuild (files mid-rotation), this far apart.
+const RETRY_EVERY: Duration = Duration::from_millis(500);
+const RETRIES: u32 = 10;
+
+/// Starts the watcher of the TLS files and the token revocation list; it
+/// stops when `shutdown` fires. Call from inside the tokio runtime.
+pub fn spawn_watcher(gw: Arc<Gateway>, shutdown: CancellationToken) -> Result<(), ReloadError> {
+    let mut files = gw.tls.watched_files();
+    if let Some(t) = &gw.config.auth.tokens {
+        files.extend(t.revoked.clone());
+    }
+    let (debouncer, mut changed) = watch_files(&files)?;
+    tokio::spawn(async move {
+        let _debouncer = debouncer; // dropped (and stopped) with the task
+        let mut retries_left = 0u32;
+        loop {
+            let retrying = retries_left > 0;
+            let retry = async move {
+                if retrying {
+                    tokio::time::sleep(RETRY_EVERY).await
+                } else {
+                    std::future::pending::<()>().await
+                }
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                c = changed.recv() => {
+                    if c.is_none() { break }
+                    tracing::info!("certificate files changed; reloading TLS");
+                }
+                _ = retry => {}
+            }
+            match reload_and_sweep(&gw, &shutdown) {
+                Ok(_) => retries_left = 0,
+                Err(e) => {
+                    retries_left = if retries_left == 0 {
+                        RETRIES
+                    } else {
+                        retries_left - 1
+                    };
+                    tracing::error!(error = %e, "TLS reload failed; the previous certificates stay in force");
+                }
+            }
+        }
+    });
+    Ok(())
+}
+
+/// SIGHUP reloads everything that reloads: the token revocation list, TLS
+/// material (closing revoked connections) and the policy set. Each keeps
+/// its previous state when its reload fails.
+pub fn spawn_sighup(
+    gw: Arc<Gateway>,
+    shutdown: CancellationToken,
+    mut hup: tokio::signal::unix::Signal,
+) {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = hup.recv() => {}
+            }
+            tracing::info!("SIGHUP: reloading tokens, TLS and policy");
+            if let Err(e) = reload_and_sweep(&gw, &shutdown) {
+                tracing::error!(error = %e, "SIGHUP: TLS reload failed; the previous certificates stay in force");
+            }
+            let p = gw.policy.clone();
+            match tokio::task::spawn_blocking(move || p.reload()).await {
+                Ok(Ok(())) => {
+                    tracing::info!(revision = %gw.policy.revision(), "SIGHUP: policy reloaded")
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "SIGHUP: policy reload failed; keeping the last good set")
+                }
+                Err(e) => tracing::error!(error = %e, "SIGHUP: policy reload task failed"),
+            }
+        }
+    });
+}
+
+/// Re-reads the token revocation list (it also reloads itself on the
+/// request path; this makes it immediate), rebuilds TLS, closes revoked
+/// connections now and again one handshake timeout later.
+pub fn reload_and_sweep(
+    gw: &Arc<Gateway>,
+    shutdown: &CancellationToken,
+) -> Result<usize, TlsError> {
+    if let Some(v) = gw.auth.tokens() {
+        if let Err(e) = v.reload_revoked() {
+            tracing::error!(error = %e, "token revocation list reload failed");
+        }
+    }
+    let closed = reload_tls(&gw.tls, &gw.connections)?;
+    sweep_later(gw.clone(), shutdown.clone());
+    Ok(closed)
+}
+
+/// Rebuilds the TLS configuration from disk and closes connections whose
+/// certificate is now revoked. Returns how many were closed.
+pub fn reload_tls(tls: &TlsSettings, connections: &Connections) -> Result<usize, TlsError> {
+    tls.reload()?;
+    tracing::info!("TLS configuration reloaded");
+    Ok(close_revoked(tls, connections))
+}
+
+/// Closes open connections whose certificate serial is on `tls.crl`.
+pub fn close_revoked(tls: &TlsSettings, connections: &Connections) -> usize {
+    let Some(crl) = tls.crl_path() else {
+        return 0;
+    };
+    let revoked = match revoked_serials(crl) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the CRL to close revoked connections");
+            return 0;
+        }
+    };
+    if revoked.is_empty() {
+        return 0;
+    }
+    let n = connections.close_matching(|c| revoked.contains(&c.serial));
+    if n > 0 {
+        tracing::info!(
+            closed = n,
+            "closed connections authenticated by revoked certificates"
+        );
+    }
+    n
+}
+
+/// Sweeps again once every handshake begun under the old configuration has
+/// finished or timed out.
+fn sweep_later(gw: Arc<Gateway>, shutdown: CancellationToken) {
+    let wait = gw.config.limits.handshake_timeout + Duration::from_millis(100);
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = shutdown.cancelled() => {}
+            _ = tokio::time::sleep(wait) => { close_revoked(&gw.tls, &gw.connections); }
+        }
+    });
+}
