@@ -49,6 +49,16 @@ pub enum Inspected {
     Stream(Incoming),
 }
 
+impl Inspected {
+    /// The JSON document the policy sees, if the body is one.
+    pub fn json(&self) -> Option<&serde_json::Value> {
+        match self {
+            Inspected::Json { value, .. } => Some(value),
+            _ => None,
+        }
+    }
+}
+
 /// Why a body was refused. [`BodyError::status`] gives the answer: 413 for
 /// [`BodyError::TooLarge`], 400 for everything else.
 #[derive(Debug, thiserror::Error)]

@@ -1,7 +1,9 @@
-//! Knowing when a request has really ended: response bodies stream (logs -f,
-//! save, events), so the completion record and the request metrics are
-//! produced by a body wrapper when the last byte is sent or the client goes
-//! away, not when the handler returns.
+//! The end of a request: the `complete` audit record and the request
+//! metrics ([`Completion`]), and knowing when a request has really ended.
+//! Response bodies stream (logs -f, save, events), so the completion runs
+//! from a body wrapper when the last byte is sent or the client goes away,
+//! not when the handler returns; a hijacked session runs it when the
+//! session ends. Uploads are counted as they stream to the engine.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,6 +33,51 @@ pub struct Completion {
     pub(super) hijack: Option<Arc<crate::hijack::Counters>>,
     pub(super) request_counter: Option<Arc<AtomicU64>>,
     pub(super) in_flight: Option<InFlight>,
+}
+
+impl Completion {
+    /// Writes the completion record and counts the request. Called once,
+    /// from the response body's end (or drop), or from the end of a
+    /// hijacked session.
+    pub(crate) fn complete(mut self, bytes_out: u64) {
+        let gw = self.gw.clone();
+        let elapsed = self.started.elapsed();
+        let status = self.record.response.as_ref().map(|r| r.status).unwrap_or(0);
+        let hijack = self.hijack.take();
+        let request_counter = self.request_counter.take();
+        if let Some(r) = self.record.response.as_mut() {
+            r.duration_ms = elapsed.as_secs_f64() * 1000.0;
+            r.bytes_out = bytes_out;
+            if let Some(c) = &request_counter {
+                r.bytes_in = c.load(Ordering::Relaxed);
+            }
+            if let Some(h) = &hijack {
+                r.hijacked = true;
+                r.bytes_in += h.bytes_in.load(Ordering::Relaxed);
+                r.bytes_out += h.bytes_out.load(Ordering::Relaxed);
+            }
+        }
+        gw.metrics.request_done(
+            self.operation,
+            self.decision,
+            status,
+            elapsed,
+            self.overhead,
+        );
+        tracing::debug!(id = %self.record.id, op = self.operation, status, ms = elapsed.as_millis() as u64, "request");
+        // Moved, not cloned: this is the last use of the record.
+        let record = self.record;
+        drop(self.in_flight.take());
+        // Queued without waiting for the writer's answer: written and
+        // fsynced like any record; the writer logs a failure.
+        match gw.audit.submit(record) {
+            Ok(None) => {}
+            Ok(Some(wait_for_room)) => {
+                gw.tasks.spawn(wait_for_room);
+            }
+            Err(e) => tracing::error!(error = %e, "completion audit record not written"),
+        }
+    }
 }
 
 pin_project_lite::pin_project! {
