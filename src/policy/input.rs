@@ -6,16 +6,25 @@
 //! `input.client`) and the flat fields of opa-docker-authz (`Method`, `Path`,
 //! `Body`, `BindMounts`, …) so that policies written for that plugin run
 //! unchanged. Credentials never appear in either.
+//!
+//! The document is described once, as the typed [`Input`]; it is converted
+//! in one place each way: to JSON by serde_json ([`build`]: what `moat policy
+//! eval` prints and the docs describe) and to regorus' value type by
+//! [`value`] ([`build_value`]: what the gateway evaluates on every request).
+//! A new field is one edit: a field of [`Input`] (or of a part of it) and
+//! its value in [`Input::new`].
 
 use std::path::{Component, Path, PathBuf};
 
 use http::HeaderMap;
-use serde_json::{json, Map, Value};
+use serde::ser::{SerializeMap, SerializeSeq, Serializer};
+use serde::Serialize;
+use serde_json::Value;
 
 use super::Facts;
-use crate::identity::AuthMethod;
+use crate::identity::{AuthMethod, CertInfo};
 
-mod value;
+pub(crate) mod value;
 
 /// Headers that carry credentials; they are removed from both header views.
 const CREDENTIAL_HEADERS: [&str; 4] = [
@@ -25,15 +34,230 @@ const CREDENTIAL_HEADERS: [&str; 4] = [
     "x-registry-config",
 ];
 
-/// Builds the input document for one request.
+/// Builds the input document for one request, as JSON.
 pub fn build(f: &Facts<'_>) -> Value {
-    document(f, f.body.cloned().unwrap_or(Value::Null))
+    let derived = Derived::new(f);
+    // Serializing these types to JSON cannot fail (all map keys are
+    // strings); fail closed all the same.
+    serde_json::to_value(Input::new(f, &derived)).unwrap_or(Value::Null)
 }
 
 /// The same document as regorus' value type, as the gateway evaluates it,
-/// built directly (see [`value`]).
+/// converted directly (see [`value`]).
 pub fn build_value(f: &Facts<'_>) -> regorus::Value {
-    value::build(f)
+    let derived = Derived::new(f);
+    value::to_value(&Input::new(f, &derived))
+}
+
+/// The input document. Field order is the order `moat policy eval` prints.
+#[derive(Serialize)]
+#[allow(non_snake_case)] // the opa-docker-authz fields are spelled as it spells them
+pub struct Input<'a> {
+    pub request: RequestInput<'a>,
+    pub operation: OperationInput<'a>,
+    pub user: UserInput<'a>,
+    pub client: ClientInput,
+    // opa-docker-authz compatibility.
+    pub Method: &'a str,
+    /// The request target as the client sent it.
+    pub Path: &'a str,
+    /// The decoded path as the daemon saw it, version prefix included.
+    pub PathPlain: &'a str,
+    pub PathArr: Segments<'a>,
+    pub Query: Shared<'a, Query<'a>>,
+    pub Headers: GoHeaders<'a>,
+    pub Body: Shared<'a, Value>,
+    pub User: &'a str,
+    /// `TLS` or `token`.
+    pub AuthMethod: &'static str,
+    pub BindMounts: &'a [BindMount],
+}
+
+/// `input.request`.
+#[derive(Serialize)]
+pub struct RequestInput<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub api_version: Option<&'a str>,
+    pub query: Shared<'a, Query<'a>>,
+    pub headers: LowerHeaders<'a>,
+    pub body: Shared<'a, Value>,
+    pub uri: &'a str,
+}
+
+/// `input.operation`.
+#[derive(Serialize)]
+pub struct OperationInput<'a> {
+    pub id: &'static str,
+    pub params: Params<'a>,
+    pub resource: &'static str,
+    pub readonly: bool,
+}
+
+/// `input.user`.
+#[derive(Serialize)]
+pub struct UserInput<'a> {
+    pub name: &'a str,
+    pub groups: &'a [String],
+    /// `certificate` or `token`.
+    pub auth_method: &'static str,
+    pub scopes: &'a [String],
+    pub claims: &'a Value,
+    pub certificate: Option<&'a CertInfo>,
+}
+
+/// `input.client`.
+#[derive(Serialize)]
+pub struct ClientInput {
+    pub address: String,
+    pub port: u16,
+}
+
+/// What the document derives from the facts and owns, so that [`Input`]
+/// can borrow it (and parts appearing twice are the same value).
+pub struct Derived<'a> {
+    raw_target: String,
+    path_plain: String,
+    query: Query<'a>,
+    bind_mounts: Vec<BindMount>,
+}
+
+/// The body when there is none.
+static NO_BODY: Value = Value::Null;
+
+impl<'a> Derived<'a> {
+    pub fn new(f: &Facts<'a>) -> Self {
+        Derived {
+            raw_target: raw_target(f),
+            path_plain: path_plain(f.route),
+            query: Query::new(&f.route.query),
+            bind_mounts: f.body.map(bind_mounts).unwrap_or_default(),
+        }
+    }
+}
+
+impl<'a> Input<'a> {
+    /// The document for `f`: every field of `input` is given its value here.
+    pub fn new(f: &Facts<'a>, d: &'a Derived<'a>) -> Self {
+        let route = f.route;
+        let id = f.identity;
+        let body = Shared(f.body.unwrap_or(&NO_BODY));
+        let query = Shared(&d.query);
+        let (auth_method, compat_auth_method) = match id.auth_method {
+            AuthMethod::Certificate => ("certificate", "TLS"),
+            AuthMethod::Token => ("token", "token"),
+        };
+        Input {
+            request: RequestInput {
+                method: f.method.as_str(),
+                path: &route.path,
+                api_version: route.api_version.as_deref(),
+                query,
+                headers: LowerHeaders(f.headers),
+                body,
+                uri: &d.raw_target,
+            },
+            operation: OperationInput {
+                id: route.op.id,
+                params: Params(&route.params),
+                resource: route.op.resource,
+                readonly: route.op.readonly,
+            },
+            user: UserInput {
+                name: &id.name,
+                groups: &id.groups,
+                auth_method,
+                scopes: &id.scopes,
+                claims: &id.claims,
+                certificate: id.certificate.as_deref(),
+            },
+            client: ClientInput {
+                address: f.client.ip().to_string(),
+                port: f.client.port(),
+            },
+            Method: f.method.as_str(),
+            Path: &d.raw_target,
+            PathPlain: &d.path_plain,
+            PathArr: Segments(&d.path_plain),
+            Query: query,
+            Headers: GoHeaders(f.headers),
+            Body: body,
+            User: &id.name,
+            AuthMethod: compat_auth_method,
+            BindMounts: &d.bind_mounts,
+        }
+    }
+}
+
+/// A part of the document that appears in more than one place (the body,
+/// the query): serialized as itself, but converted to regorus' value type
+/// once and shared by reference count (see [`value`]).
+pub struct Shared<'a, T: ?Sized>(pub &'a T);
+
+impl<T: ?Sized> Clone for Shared<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T: ?Sized> Copy for Shared<'_, T> {}
+
+impl<T: Serialize + ?Sized> Serialize for Shared<'_, T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_newtype_struct(value::SHARED, self.0)
+    }
+}
+
+/// The query, `{name: [values]}`, names in order of first appearance.
+pub struct Query<'a>(Vec<(&'a str, Vec<&'a str>)>);
+
+impl<'a> Query<'a> {
+    fn new(pairs: &'a [(String, String)]) -> Self {
+        let mut out: Vec<(&str, Vec<&str>)> = Vec::new();
+        for (k, v) in pairs {
+            match out.iter_mut().find(|(name, _)| name == k) {
+                Some((_, vals)) => vals.push(v),
+                None => out.push((k, vec![v])),
+            }
+        }
+        Query(out)
+    }
+}
+
+impl Serialize for Query<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (k, vals) in &self.0 {
+            m.serialize_entry(k, vals)?;
+        }
+        m.end()
+    }
+}
+
+/// The route's path parameters, `{name: value}`.
+pub struct Params<'a>(&'a [(&'static str, String)]);
+
+impl Serialize for Params<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in self.0 {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
+    }
+}
+
+/// A path split at `/` (`PathArr`).
+pub struct Segments<'a>(&'a str);
+
+impl Serialize for Segments<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(None)?;
+        for part in self.0.split('/') {
+            seq.serialize_element(part)?;
+        }
+        seq.end()
+    }
 }
 
 /// The request target as the client sent it (`input.request.uri`, `Path`).
@@ -53,128 +277,62 @@ fn path_plain(route: &crate::classify::Route) -> String {
     }
 }
 
-fn document(f: &Facts<'_>, body: Value) -> Value {
-    let route = f.route;
-    let raw_target = raw_target(f);
-
-    let mut query: Map<String, Value> = Map::new();
-    for (k, v) in &route.query {
-        if let Some(Value::Array(vals)) = query.get_mut(k) {
-            vals.push(Value::String(v.clone()));
-        } else {
-            query.insert(k.clone(), json!([v]));
-        }
-    }
-    let query = Value::Object(query);
-
-    let params: Map<String, Value> = route
-        .params
-        .iter()
-        .map(|(k, v)| ((*k).to_string(), Value::String(v.clone())))
-        .collect();
-
-    let id = f.identity;
-    let certificate = match &id.certificate {
-        Some(c) => serde_json::to_value(c.as_ref()).unwrap_or(Value::Null),
-        None => Value::Null,
-    };
-    let auth_method = match id.auth_method {
-        AuthMethod::Certificate => "certificate",
-        AuthMethod::Token => "token",
-    };
-
-    let path_plain = path_plain(route);
-    let path_arr: Vec<Value> = path_plain
-        .split('/')
-        .map(|s| Value::String(s.to_string()))
-        .collect();
-
-    json!({
-        "request": {
-            "method": f.method.as_str(),
-            "path": route.path,
-            "api_version": route.api_version,
-            "query": query,
-            "headers": lower_headers(f.headers),
-            "body": body,
-            "uri": raw_target,
-        },
-        "operation": {
-            "id": route.op.id,
-            "params": params,
-            "resource": route.op.resource,
-            "readonly": route.op.readonly,
-        },
-        "user": {
-            "name": id.name,
-            "groups": id.groups,
-            "auth_method": auth_method,
-            "scopes": id.scopes,
-            "claims": id.claims,
-            "certificate": certificate,
-        },
-        "client": {
-            "address": f.client.ip().to_string(),
-            "port": f.client.port(),
-        },
-        // opa-docker-authz compatibility.
-        "Method": f.method.as_str(),
-        "Path": raw_target,
-        "PathPlain": path_plain,
-        "PathArr": path_arr,
-        "Query": query,
-        "Headers": go_headers(f.headers),
-        "Body": body,
-        "User": id.name,
-        "AuthMethod": match id.auth_method {
-            AuthMethod::Certificate => "TLS",
-            AuthMethod::Token => "token",
-        },
-        "BindMounts": bind_mounts(f.body.unwrap_or(&Value::Null)),
-    })
-}
-
 fn is_credential(name: &str) -> bool {
     CREDENTIAL_HEADERS
         .iter()
         .any(|c| c.eq_ignore_ascii_case(name))
 }
 
-/// `{lower-case name: value}`; repeated fields are joined with `, ` as HTTP
-/// allows; values that are not UTF-8 are replaced lossily.
-fn lower_headers(h: &HeaderMap) -> Value {
-    let mut out: Map<String, Value> = Map::new();
-    for name in h.keys() {
-        if is_credential(name.as_str()) {
-            continue;
+/// `{lower-case name: value}` (`input.request.headers`); repeated fields
+/// are joined with `, ` as HTTP allows; values that are not UTF-8 are
+/// replaced lossily.
+pub struct LowerHeaders<'a>(&'a HeaderMap);
+
+impl Serialize for LowerHeaders<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let h = self.0;
+        let mut m = s.serialize_map(None)?;
+        for name in h.keys() {
+            if is_credential(name.as_str()) {
+                continue;
+            }
+            let mut values = h.get_all(name).iter();
+            let joined = match (values.next(), values.next()) {
+                (Some(only), None) => String::from_utf8_lossy(only.as_bytes()).into_owned(),
+                _ => h
+                    .get_all(name)
+                    .iter()
+                    .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            };
+            m.serialize_entry(name.as_str(), &joined)?;
         }
-        let joined = h
-            .get_all(name)
-            .iter()
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-            .collect::<Vec<_>>()
-            .join(", ");
-        out.insert(name.as_str().to_string(), Value::String(joined));
+        m.end()
     }
-    Value::Object(out)
 }
 
-/// `{Go-Canonical-Name: last value}`, as Docker's authorization plugin API
-/// hands headers to opa-docker-authz.
-fn go_headers(h: &HeaderMap) -> Value {
-    let mut out: Map<String, Value> = Map::new();
-    for name in h.keys() {
-        if is_credential(name.as_str()) {
-            continue;
+/// `{Go-Canonical-Name: last value}` (`Headers`), as Docker's authorization
+/// plugin API hands headers to opa-docker-authz.
+pub struct GoHeaders<'a>(&'a HeaderMap);
+
+impl Serialize for GoHeaders<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let h = self.0;
+        let mut m = s.serialize_map(None)?;
+        for name in h.keys() {
+            if is_credential(name.as_str()) {
+                continue;
+            }
+            if let Some(last) = h.get_all(name).iter().next_back() {
+                m.serialize_entry(
+                    &canonical_header_name(name.as_str()),
+                    &String::from_utf8_lossy(last.as_bytes()),
+                )?;
+            }
         }
-        if let Some(last) = h.get_all(name).iter().next_back() {
-            out.insert(
-                canonical_header_name(name.as_str()),
-                Value::String(String::from_utf8_lossy(last.as_bytes()).into_owned()),
-            );
-        }
+        m.end()
     }
-    Value::Object(out)
 }
 
 /// Go's `textproto.CanonicalMIMEHeaderKey`: upper-case the first letter and
@@ -194,11 +352,22 @@ pub fn canonical_header_name(name: &str) -> String {
         .collect()
 }
 
+/// One host path a ContainerCreate body bind-mounts (`BindMounts`).
+#[derive(Debug, PartialEq, Serialize)]
+#[allow(non_snake_case)] // spelled as opa-docker-authz spells them
+pub struct BindMount {
+    pub Source: String,
+    pub ReadOnly: bool,
+    /// The path the daemon will really mount, as far as moat's host can
+    /// tell ([`resolve`]).
+    pub Resolved: String,
+}
+
 /// The host paths a ContainerCreate body bind-mounts: every `HostConfig.Binds`
 /// entry whose source is an absolute path, and every `HostConfig.Mounts`
 /// entry of type `bind`. Nulls and odd shapes yield nothing here; the
 /// shipped policy also inspects the raw fields.
-fn bind_mounts(body: &Value) -> Value {
+fn bind_mounts(body: &Value) -> Vec<BindMount> {
     let mut out = Vec::new();
     let hc = body.get("HostConfig");
     if let Some(Value::Array(binds)) = hc.and_then(|h| h.get("Binds")) {
@@ -218,15 +387,15 @@ fn bind_mounts(body: &Value) -> Value {
             out.push(mount_entry(source, read_only));
         }
     }
-    Value::Array(out)
+    out
 }
 
-fn mount_entry(source: &str, read_only: bool) -> Value {
-    json!({
-        "Source": source,
-        "ReadOnly": read_only,
-        "Resolved": resolve(source),
-    })
+fn mount_entry(source: &str, read_only: bool) -> BindMount {
+    BindMount {
+        Source: source.to_string(),
+        ReadOnly: read_only,
+        Resolved: resolve(source),
+    }
 }
 
 /// Splits a `Binds` entry `src:dst[:opts]`; `Some` only for host paths
@@ -294,6 +463,8 @@ fn lexical_clean(p: &Path) -> PathBuf {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     #[test]
@@ -319,7 +490,7 @@ mod tests {
                 {"Type": "bind", "Source": "/srv", "Target": "/s", "ReadOnly": true}
             ]
         }});
-        let got = bind_mounts(&body);
+        let got = serde_json::to_value(bind_mounts(&body)).unwrap();
         let sources: Vec<(&str, bool, &str)> = got
             .as_array()
             .unwrap()
@@ -352,7 +523,7 @@ mod tests {
             json!({"HostConfig": null}),
             json!({"HostConfig": {"Binds": null, "Mounts": null}}),
         ] {
-            assert_eq!(bind_mounts(&body), json!([]));
+            assert_eq!(serde_json::to_value(bind_mounts(&body)).unwrap(), json!([]));
         }
     }
 

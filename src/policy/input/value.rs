@@ -1,274 +1,343 @@
-//! The input document built directly as regorus' value type, which is what
-//! the gateway evaluates on every request.
+//! The input document converted directly to regorus' value type, which is
+//! what the gateway evaluates on every request.
 //!
-//! [`super::build`] (serde_json) stays the definition of the document (it is
-//! what `moat policy eval` prints and `docs/policy-input.md` describes); this
-//! builds the same value without the intermediate JSON tree and the serde
-//! round trip, which were about half of a `/_ping`'s policy time. The field
-//! names are allocated once per thread and shared by reference count. The
-//! tests check that both builders give equal documents.
+//! [`super::build`] (serde_json) is what `moat policy eval` prints and
+//! `docs/policy-input.md` describes; both come from the one description,
+//! [`super::Input`]. This converter is a serde [`Serializer`] into
+//! [`regorus::Value`], so the document needs no intermediate JSON tree and
+//! no serde round trip (they were about half of a `/_ping`'s policy time).
+//! Numbers are converted as regorus itself converts JSON, so they keep their
+//! exact form. Field names are allocated once per thread and shared by
+//! reference count, and a [`super::Shared`] part (the body, the query) is
+//! converted once however often it appears. The tests check that both
+//! conversions give equal documents.
 
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
 
-use http::HeaderMap;
 use regorus::Value;
+use serde::ser::{self, Impossible, Serialize, Serializer};
 
-use super::{bind_mounts, canonical_header_name, is_credential, path_plain, raw_target};
-use crate::identity::AuthMethod;
-use crate::policy::Facts;
+/// The newtype name [`super::Shared`] serializes under: the part is
+/// converted once, then shared.
+pub(crate) const SHARED: &str = "$moat::input::Shared";
 
-macro_rules! keys {
-    ($($field:ident),* $(,)?) => {
-        /// Every field name of the document, allocated once per thread.
-        #[allow(non_snake_case)]
-        struct Keys { $($field: Value),* }
-        impl Keys {
-            fn new() -> Self {
-                Keys { $($field: Value::from(stringify!($field))),* }
-            }
-        }
-    };
+/// Converts `doc`; [`Value::Undefined`] if it cannot be (a non-finite
+/// number), which no policy allows.
+pub fn to_value<T: Serialize + ?Sized>(doc: &T) -> Value {
+    let shared = RefCell::new(Vec::new());
+    doc.serialize(Converter { shared: &shared })
+        .unwrap_or(Value::Undefined)
 }
-
-keys!(
-    request,
-    method,
-    path,
-    api_version,
-    query,
-    headers,
-    body,
-    uri,
-    operation,
-    id,
-    params,
-    resource,
-    readonly,
-    user,
-    name,
-    groups,
-    auth_method,
-    scopes,
-    claims,
-    certificate,
-    client,
-    address,
-    port,
-    subject,
-    serial,
-    fingerprint_sha256,
-    not_after,
-    Method,
-    Path,
-    PathPlain,
-    PathArr,
-    Query,
-    Headers,
-    Body,
-    User,
-    AuthMethod,
-    BindMounts,
-);
 
 thread_local! {
-    static KEYS: Keys = Keys::new();
+    /// Field names, allocated once per thread.
+    static KEYS: RefCell<HashMap<&'static str, Value>> = RefCell::new(HashMap::new());
 }
 
-/// Builds the document for `f` (see the module doc).
-pub fn build(f: &Facts<'_>) -> Value {
-    KEYS.with(|k| document(k, f))
+fn key(name: &'static str) -> Value {
+    KEYS.with(|k| {
+        k.borrow_mut()
+            .entry(name)
+            .or_insert_with(|| Value::from(name))
+            .clone()
+    })
 }
 
-fn obj(entries: Vec<(&Value, Value)>) -> Value {
-    Value::from(
-        entries
-            .into_iter()
-            .map(|(k, v)| (k.clone(), v))
-            .collect::<BTreeMap<Value, Value>>(),
-    )
-}
+/// Why a document could not be converted.
+#[derive(Debug)]
+pub struct Error(String);
 
-fn strings(v: &[String]) -> Value {
-    Value::from(
-        v.iter()
-            .map(|s| Value::from(s.as_str()))
-            .collect::<Vec<_>>(),
-    )
-}
-
-/// A serde_json value (the body, token claims, bind mounts) converted as
-/// regorus itself converts JSON, so numbers keep their exact form.
-fn from_json(v: &serde_json::Value) -> Value {
-    match v {
-        serde_json::Value::Null => Value::Null,
-        serde_json::Value::Bool(b) => Value::Bool(*b),
-        _ => match serde::Deserialize::deserialize(v) {
-            Ok(v) => v,
-            Err::<_, serde_json::Error>(_) => Value::from(v.clone()),
-        },
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
     }
 }
 
-fn document(k: &Keys, f: &Facts<'_>) -> Value {
-    let route = f.route;
-    let raw_target = Value::from(raw_target(f));
+impl std::error::Error for Error {}
 
-    let mut query: BTreeMap<Value, Vec<Value>> = BTreeMap::new();
-    for (name, v) in &route.query {
-        query
-            .entry(Value::from(name.as_str()))
-            .or_default()
-            .push(Value::from(v.as_str()));
+impl ser::Error for Error {
+    fn custom<T: fmt::Display>(msg: T) -> Self {
+        Error(msg.to_string())
     }
-    let query = Value::from(
-        query
-            .into_iter()
-            .map(|(n, vals)| (n, Value::from(vals)))
-            .collect::<BTreeMap<_, _>>(),
-    );
-    let params = Value::from(
-        route
-            .params
-            .iter()
-            .map(|(n, v)| (Value::from(*n), Value::from(v.as_str())))
-            .collect::<BTreeMap<_, _>>(),
-    );
-
-    let id = f.identity;
-    let certificate = match &id.certificate {
-        Some(c) => obj(vec![
-            (&k.subject, Value::from(c.subject.as_str())),
-            (&k.serial, Value::from(c.serial.as_str())),
-            (
-                &k.fingerprint_sha256,
-                Value::from(c.fingerprint_sha256.as_str()),
-            ),
-            (&k.not_after, Value::from(c.not_after.as_str())),
-        ]),
-        None => Value::Null,
-    };
-    let (auth_method, compat_auth_method) = match id.auth_method {
-        AuthMethod::Certificate => ("certificate", "TLS"),
-        AuthMethod::Token => ("token", "token"),
-    };
-    let path_plain = path_plain(route);
-    let path_arr = Value::from(path_plain.split('/').map(Value::from).collect::<Vec<_>>());
-    let body = f.body.map_or(Value::Null, from_json);
-    let bind_mounts = match f.body {
-        Some(b) => from_json(&bind_mounts(b)),
-        None => Value::new_array(),
-    };
-    let user_name = Value::from(id.name.as_str());
-    let method = Value::from(f.method.as_str());
-
-    obj(vec![
-        (
-            &k.request,
-            obj(vec![
-                (&k.method, method.clone()),
-                (&k.path, Value::from(route.path.as_str())),
-                (
-                    &k.api_version,
-                    route
-                        .api_version
-                        .as_deref()
-                        .map_or(Value::Null, Value::from),
-                ),
-                (&k.query, query.clone()),
-                (&k.headers, lower_headers(f.headers)),
-                (&k.body, body.clone()),
-                (&k.uri, raw_target.clone()),
-            ]),
-        ),
-        (
-            &k.operation,
-            obj(vec![
-                (&k.id, Value::from(route.op.id)),
-                (&k.params, params),
-                (&k.resource, Value::from(route.op.resource)),
-                (&k.readonly, Value::Bool(route.op.readonly)),
-            ]),
-        ),
-        (
-            &k.user,
-            obj(vec![
-                (&k.name, user_name.clone()),
-                (&k.groups, strings(&id.groups)),
-                (&k.auth_method, Value::from(auth_method)),
-                (&k.scopes, strings(&id.scopes)),
-                (&k.claims, from_json(&id.claims)),
-                (&k.certificate, certificate),
-            ]),
-        ),
-        (
-            &k.client,
-            obj(vec![
-                (&k.address, Value::from(f.client.ip().to_string())),
-                (&k.port, Value::from(u64::from(f.client.port()))),
-            ]),
-        ),
-        (&k.Method, method),
-        (&k.Path, raw_target),
-        (&k.PathPlain, Value::from(path_plain)),
-        (&k.PathArr, path_arr),
-        (&k.Query, query),
-        (&k.Headers, go_headers(f.headers)),
-        (&k.Body, body),
-        (&k.User, user_name),
-        (&k.AuthMethod, Value::from(compat_auth_method)),
-        (&k.BindMounts, bind_mounts),
-    ])
 }
 
-/// As [`super::lower_headers`].
-fn lower_headers(h: &HeaderMap) -> Value {
-    let mut out = BTreeMap::new();
-    for name in h.keys() {
-        if is_credential(name.as_str()) {
-            continue;
+/// Parts already converted, by address and type, for the duration of one
+/// conversion (the borrowed document outlives it, so addresses are stable).
+type SharedParts = RefCell<Vec<((usize, &'static str), Value)>>;
+
+#[derive(Clone, Copy)]
+struct Converter<'s> {
+    shared: &'s SharedParts,
+}
+
+impl<'s> Serializer for Converter<'s> {
+    type Ok = Value;
+    type Error = Error;
+    type SerializeSeq = Seq<'s>;
+    type SerializeTuple = Seq<'s>;
+    type SerializeTupleStruct = Seq<'s>;
+    type SerializeTupleVariant = Impossible<Value, Error>;
+    type SerializeMap = Map<'s>;
+    type SerializeStruct = Struct<'s>;
+    type SerializeStructVariant = Impossible<Value, Error>;
+
+    fn serialize_bool(self, v: bool) -> Result<Value, Error> {
+        Ok(Value::Bool(v))
+    }
+    fn serialize_i8(self, v: i8) -> Result<Value, Error> {
+        Ok(Value::from(i64::from(v)))
+    }
+    fn serialize_i16(self, v: i16) -> Result<Value, Error> {
+        Ok(Value::from(i64::from(v)))
+    }
+    fn serialize_i32(self, v: i32) -> Result<Value, Error> {
+        Ok(Value::from(i64::from(v)))
+    }
+    fn serialize_i64(self, v: i64) -> Result<Value, Error> {
+        Ok(Value::from(v))
+    }
+    fn serialize_i128(self, v: i128) -> Result<Value, Error> {
+        Ok(Value::from(v))
+    }
+    fn serialize_u8(self, v: u8) -> Result<Value, Error> {
+        Ok(Value::from(u64::from(v)))
+    }
+    fn serialize_u16(self, v: u16) -> Result<Value, Error> {
+        Ok(Value::from(u64::from(v)))
+    }
+    fn serialize_u32(self, v: u32) -> Result<Value, Error> {
+        Ok(Value::from(u64::from(v)))
+    }
+    fn serialize_u64(self, v: u64) -> Result<Value, Error> {
+        Ok(Value::from(v))
+    }
+    fn serialize_u128(self, v: u128) -> Result<Value, Error> {
+        Ok(Value::from(v))
+    }
+    fn serialize_f32(self, v: f32) -> Result<Value, Error> {
+        self.serialize_f64(f64::from(v))
+    }
+    fn serialize_f64(self, v: f64) -> Result<Value, Error> {
+        // As regorus' own JSON conversion: no non-finite numbers.
+        if !v.is_finite() {
+            return Err(Error(format!("non-finite number {v}")));
         }
-        let mut values = h.get_all(name).iter();
-        let joined = match (values.next(), values.next()) {
-            (Some(only), None) => String::from_utf8_lossy(only.as_bytes()).into_owned(),
-            _ => h
-                .get_all(name)
-                .iter()
-                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-                .collect::<Vec<_>>()
-                .join(", "),
-        };
-        out.insert(Value::from(name.as_str()), Value::from(joined));
+        Ok(Value::from(v))
     }
-    Value::from(out)
+    fn serialize_char(self, v: char) -> Result<Value, Error> {
+        Ok(Value::from(v.to_string()))
+    }
+    fn serialize_str(self, v: &str) -> Result<Value, Error> {
+        Ok(Value::from(v))
+    }
+    fn serialize_bytes(self, v: &[u8]) -> Result<Value, Error> {
+        // As serde_json: an array of numbers.
+        Ok(Value::from(
+            v.iter()
+                .map(|b| Value::from(u64::from(*b)))
+                .collect::<Vec<_>>(),
+        ))
+    }
+    fn serialize_none(self) -> Result<Value, Error> {
+        Ok(Value::Null)
+    }
+    fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<Value, Error> {
+        value.serialize(self)
+    }
+    fn serialize_unit(self) -> Result<Value, Error> {
+        Ok(Value::Null)
+    }
+    fn serialize_unit_struct(self, _name: &'static str) -> Result<Value, Error> {
+        Ok(Value::Null)
+    }
+    fn serialize_unit_variant(
+        self,
+        _name: &'static str,
+        _index: u32,
+        variant: &'static str,
+    ) -> Result<Value, Error> {
+        Ok(key(variant))
+    }
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        name: &'static str,
+        value: &T,
+    ) -> Result<Value, Error> {
+        if name != SHARED {
+            return value.serialize(self);
+        }
+        let id = (
+            (value as *const T).cast::<()>() as usize,
+            std::any::type_name::<T>(),
+        );
+        if let Some((_, v)) = self.shared.borrow().iter().find(|(k, _)| *k == id) {
+            return Ok(v.clone());
+        }
+        let v = value.serialize(self)?;
+        self.shared.borrow_mut().push((id, v.clone()));
+        Ok(v)
+    }
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _name: &'static str,
+        _index: u32,
+        variant: &'static str,
+        value: &T,
+    ) -> Result<Value, Error> {
+        // As serde_json: `{variant: value}`.
+        let mut map = BTreeMap::new();
+        map.insert(key(variant), value.serialize(self)?);
+        Ok(Value::from(map))
+    }
+    fn serialize_seq(self, len: Option<usize>) -> Result<Seq<'s>, Error> {
+        Ok(Seq {
+            conv: self,
+            items: Vec::with_capacity(len.unwrap_or(0)),
+        })
+    }
+    fn serialize_tuple(self, len: usize) -> Result<Seq<'s>, Error> {
+        self.serialize_seq(Some(len))
+    }
+    fn serialize_tuple_struct(self, _name: &'static str, len: usize) -> Result<Seq<'s>, Error> {
+        self.serialize_seq(Some(len))
+    }
+    fn serialize_tuple_variant(
+        self,
+        name: &'static str,
+        _index: u32,
+        variant: &'static str,
+        _len: usize,
+    ) -> Result<Self::SerializeTupleVariant, Error> {
+        Err(Error(format!(
+            "{name}::{variant}: tuple variants are not part of the input"
+        )))
+    }
+    fn serialize_map(self, _len: Option<usize>) -> Result<Map<'s>, Error> {
+        Ok(Map {
+            conv: self,
+            map: BTreeMap::new(),
+            key: None,
+        })
+    }
+    fn serialize_struct(self, _name: &'static str, _len: usize) -> Result<Struct<'s>, Error> {
+        Ok(Struct {
+            conv: self,
+            map: BTreeMap::new(),
+        })
+    }
+    fn serialize_struct_variant(
+        self,
+        name: &'static str,
+        _index: u32,
+        variant: &'static str,
+        _len: usize,
+    ) -> Result<Self::SerializeStructVariant, Error> {
+        Err(Error(format!(
+            "{name}::{variant}: struct variants are not part of the input"
+        )))
+    }
 }
 
-/// As [`super::go_headers`].
-fn go_headers(h: &HeaderMap) -> Value {
-    let mut out = BTreeMap::new();
-    for name in h.keys() {
-        if is_credential(name.as_str()) {
-            continue;
-        }
-        if let Some(last) = h.get_all(name).iter().next_back() {
-            out.insert(
-                Value::from(canonical_header_name(name.as_str())),
-                Value::from(String::from_utf8_lossy(last.as_bytes()).into_owned()),
-            );
-        }
+struct Seq<'s> {
+    conv: Converter<'s>,
+    items: Vec<Value>,
+}
+
+impl ser::SerializeSeq for Seq<'_> {
+    type Ok = Value;
+    type Error = Error;
+    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
+        self.items.push(value.serialize(self.conv)?);
+        Ok(())
     }
-    Value::from(out)
+    fn end(self) -> Result<Value, Error> {
+        Ok(Value::from(self.items))
+    }
+}
+
+impl ser::SerializeTuple for Seq<'_> {
+    type Ok = Value;
+    type Error = Error;
+    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
+        ser::SerializeSeq::serialize_element(self, value)
+    }
+    fn end(self) -> Result<Value, Error> {
+        ser::SerializeSeq::end(self)
+    }
+}
+
+impl ser::SerializeTupleStruct for Seq<'_> {
+    type Ok = Value;
+    type Error = Error;
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
+        ser::SerializeSeq::serialize_element(self, value)
+    }
+    fn end(self) -> Result<Value, Error> {
+        ser::SerializeSeq::end(self)
+    }
+}
+
+struct Map<'s> {
+    conv: Converter<'s>,
+    map: BTreeMap<Value, Value>,
+    key: Option<Value>,
+}
+
+impl ser::SerializeMap for Map<'_> {
+    type Ok = Value;
+    type Error = Error;
+    fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), Error> {
+        self.key = Some(key.serialize(self.conv)?);
+        Ok(())
+    }
+    fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
+        let key = self
+            .key
+            .take()
+            .ok_or_else(|| Error("a map value without a key".into()))?;
+        self.map.insert(key, value.serialize(self.conv)?);
+        Ok(())
+    }
+    fn end(self) -> Result<Value, Error> {
+        Ok(Value::from(self.map))
+    }
+}
+
+struct Struct<'s> {
+    conv: Converter<'s>,
+    map: BTreeMap<Value, Value>,
+}
+
+impl ser::SerializeStruct for Struct<'_> {
+    type Ok = Value;
+    type Error = Error;
+    fn serialize_field<T: Serialize + ?Sized>(
+        &mut self,
+        name: &'static str,
+        value: &T,
+    ) -> Result<(), Error> {
+        self.map.insert(key(name), value.serialize(self.conv)?);
+        Ok(())
+    }
+    fn end(self) -> Result<Value, Error> {
+        Ok(Value::from(self.map))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
 
-    use http::{HeaderValue, Method, Uri};
+    use http::{HeaderMap, HeaderValue, Method, Uri};
     use serde_json::json;
 
+    use super::super::{build, build_value};
     use super::*;
     use crate::classify::{BodyKind, Operation, Route};
-    use crate::identity::{CertInfo, Identity};
+    use crate::identity::{AuthMethod, CertInfo, Identity};
+    use crate::policy::Facts;
 
     static OP: Operation = Operation {
         id: "ContainerCreate",
@@ -367,9 +436,9 @@ mod tests {
                                     identity,
                                     client: "[::1]:40000".parse().unwrap(),
                                 };
-                                let want = Value::from(super::super::build(&facts));
+                                let want = Value::from(build(&facts));
                                 assert_ne!(want, Value::Undefined);
-                                assert_eq!(build(&facts), want, "{}", super::super::build(&facts));
+                                assert_eq!(build_value(&facts), want, "{}", build(&facts));
                                 n += 1;
                             }
                         }
