@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use http::{HeaderMap, HeaderValue, Method, Uri};
-use moat::classify::{BodyKind, Operation, Route};
+use moat::classify::{BodyKind, OpId, Operation, Route};
 use moat::config;
 use moat::identity::{AuthMethod, Identity};
 use moat::policy::{Facts, Policy};
@@ -42,7 +42,7 @@ fn input() -> serde_json::Value {
 }
 
 static PING: Operation = Operation {
-    id: "SystemPing",
+    id: OpId::SystemPing,
     resource: "system",
     readonly: true,
     hijack: false,
@@ -50,7 +50,7 @@ static PING: Operation = Operation {
 };
 
 static CREATE: Operation = Operation {
-    id: "ContainerCreate",
+    id: OpId::ContainerCreate,
     resource: "containers",
     readonly: false,
     hijack: false,

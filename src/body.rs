@@ -222,7 +222,7 @@ pub fn inspect_bytes(
         }
         Some(mt) => return Err(BodyError::NotJson(mt)),
     }
-    let value = parse_json_strict(&bytes, SchemaRoot::for_operation(op.id))?;
+    let value = parse_json_strict(&bytes, SchemaRoot::for_operation(op.id.as_str()))?;
     Ok(Inspected::Json { value, bytes })
 }
 

@@ -22,9 +22,20 @@
 //! ([`UNKNOWN`]); the policy decides it.
 
 mod encoding;
+mod op_id;
 mod table;
 
+use std::fmt;
+
 use http::{Method, StatusCode, Uri};
+
+pub use op_id::OpId;
+
+impl fmt::Display for OpId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// How an operation's request body is handled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,7 +52,7 @@ pub enum BodyKind {
 pub struct Operation {
     /// The Engine API operation id, e.g. `ContainerCreate`; `Unknown` when
     /// nothing matched.
-    pub id: &'static str,
+    pub id: OpId,
     /// `containers`, `exec`, `images`, `system`, `volumes`, `build`,
     /// `session`, `swarm`, `services`, `nodes`, `tasks`, `secrets`,
     /// `configs`, `plugins`, `distribution`, `networks`, `debug`, `grpc` or
@@ -57,7 +68,7 @@ pub struct Operation {
 }
 
 pub static UNKNOWN: Operation = Operation {
-    id: "Unknown",
+    id: OpId::Unknown,
     resource: "unknown",
     readonly: false,
     hijack: false,

@@ -221,7 +221,7 @@ impl Metrics {
         }
     }
 
-    /// One finished request: its operation id, `allow`/`deny`/`error`, status,
+    /// One finished request: its operation id, how it ended, status,
     /// end-to-end time and moat's own share of it.
     ///
     /// Hot path: when this (operation, decision, code) was seen before, this
@@ -229,13 +229,12 @@ impl Metrics {
     pub fn request_done(
         &self,
         op: &str,
-        decision: &str,
+        outcome: Outcome,
         code: u16,
         total: Duration,
         overhead: Duration,
     ) {
-        let decision = decision_label(decision);
-        self.request_counter(op, decision, code).inc();
+        self.request_counter(op, outcome.label(), code).inc();
         self.request_duration.observe(total.as_secs_f64());
         self.overhead.observe(overhead.as_secs_f64());
     }
@@ -354,13 +353,25 @@ impl Metrics {
     }
 }
 
-/// Maps the pipeline's decision word to a fixed label value.
-fn decision_label(decision: &str) -> &'static str {
-    match decision {
-        "allow" => "allow",
-        "deny" => "deny",
-        "error" => "error",
-        _ => OVERFLOW_LABEL,
+/// How a request ended, as `moat_requests_total{decision}` counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The policy allowed it (whatever the engine answered).
+    Allow,
+    /// The policy denied it.
+    Deny,
+    /// Refused before a decision, or failed at the audit log or the engine.
+    Error,
+}
+
+impl Outcome {
+    /// The label value: `allow`, `deny` or `error`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Allow => "allow",
+            Outcome::Deny => "deny",
+            Outcome::Error => "error",
+        }
     }
 }
 
@@ -389,7 +400,7 @@ mod tests {
         let m = Metrics::new();
         m.request_done(
             "ContainerList",
-            "allow",
+            Outcome::Allow,
             200,
             Duration::from_millis(3),
             Duration::from_micros(90),
@@ -429,7 +440,7 @@ mod tests {
         for _ in 0..3 {
             m.request_done(
                 "ContainerCreate",
-                "deny",
+                Outcome::Deny,
                 403,
                 Duration::ZERO,
                 Duration::ZERO,
@@ -437,12 +448,12 @@ mod tests {
         }
         m.request_done(
             "ContainerCreate",
-            "allow",
+            Outcome::Allow,
             201,
             Duration::ZERO,
             Duration::ZERO,
         );
-        m.request_done("Ping", "bogus", 200, Duration::ZERO, Duration::ZERO);
+        m.request_done("Ping", Outcome::Error, 200, Duration::ZERO, Duration::ZERO);
         m.policy_reload(true);
         m.policy_reload(false);
         m.policy_reload(false);
@@ -469,7 +480,7 @@ mod tests {
                 1.0,
             ),
             (
-                r#"moat_requests_total{operation="Ping",decision="other",code="200"}"#,
+                r#"moat_requests_total{operation="Ping",decision="error",code="200"}"#,
                 1.0,
             ),
             ("moat_request_duration_seconds_count", 5.0),
@@ -499,7 +510,7 @@ mod tests {
         for i in 0..(MAX_LABEL_VALUES + 10) {
             m.request_done(
                 &format!("op{i}"),
-                "allow",
+                Outcome::Allow,
                 200,
                 Duration::ZERO,
                 Duration::ZERO,

@@ -131,7 +131,7 @@ impl Policy {
     pub async fn decide(&self, facts: &Facts<'_>) -> Decision {
         let start = Instant::now();
         let doc = input::build_value(facts);
-        let decision = self.decide_value(doc, facts.route.op.id, &facts.identity.name);
+        let decision = self.decide_value(doc, facts.route.op.id.as_str(), &facts.identity.name);
         if let Some(m) = &self.metrics {
             m.policy_eval(start.elapsed());
         }

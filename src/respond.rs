@@ -11,7 +11,7 @@ use http::{header, HeaderValue, Response, StatusCode};
 
 use crate::audit::AuditError;
 use crate::body::BodyError;
-use crate::classify::ClassifyError;
+use crate::classify::{ClassifyError, OpId};
 use crate::forward::ForwardError;
 use crate::identity::AuthError;
 use crate::resbody::{full, ResBody};
@@ -26,9 +26,9 @@ pub enum Rejection {
     #[error(transparent)]
     Body(#[from] BodyError),
     #[error("{op} hijacks the connection: send it with `Connection: Upgrade` and `Upgrade: tcp` (the docker CLI does this itself)")]
-    UpgradeRequired { op: &'static str },
+    UpgradeRequired { op: OpId },
     #[error("`Upgrade` is only accepted on attach, exec start, /session and /grpc, not on {op}")]
-    UnexpectedUpgrade { op: &'static str },
+    UnexpectedUpgrade { op: OpId },
     #[error("the request head is larger than {limit} bytes (limits.max_header_bytes)")]
     HeadTooLarge { limit: usize },
     #[error("{0}")]

@@ -5,7 +5,7 @@
 
 use std::sync::OnceLock;
 
-use super::{BodyKind, Operation};
+use super::{BodyKind, OpId, Operation};
 
 /// The daemon's routes in registration order (see `routes.tsv` columns).
 pub(crate) const ROUTES_TSV: &str = include_str!("routes.tsv");
@@ -50,7 +50,7 @@ fn parse_table(tsv: &'static str) -> Vec<Row> {
             Some(Row {
                 method,
                 tokens,
-                op: operation(method, id, router),
+                op: operation(method, OpId::from_name(id)?, router),
             })
         })
         .collect()
@@ -94,20 +94,25 @@ pub(crate) fn parse_template(template: &'static str) -> Option<Vec<Token>> {
 }
 
 /// moat's metadata for an operation of the table.
-fn operation(method: &'static str, id: &'static str, router: &'static str) -> Operation {
+fn operation(method: &'static str, id: OpId, router: &'static str) -> Operation {
+    use OpId as O;
     Operation {
         id,
         resource: resource(id, router),
         // A websocket attach is a GET that writes to the container's stdin:
         // it is not read-only whatever its method.
-        readonly: matches!(method, "GET" | "HEAD") && id != "ContainerAttachWebsocket",
+        readonly: matches!(method, "GET" | "HEAD") && id != O::ContainerAttachWebsocket,
         hijack: matches!(
             id,
-            "ContainerAttach" | "ExecStart" | "Session" | "Grpc" | "ContainerAttachWebsocket"
+            O::ContainerAttach | O::ExecStart | O::Session | O::Grpc | O::ContainerAttachWebsocket
         ),
         body: if matches!(
             id,
-            "ImageBuild" | "ImageLoad" | "PutContainerArchive" | "ImageCreate" | "PluginCreate"
+            O::ImageBuild
+                | O::ImageLoad
+                | O::PutContainerArchive
+                | O::ImageCreate
+                | O::PluginCreate
         ) {
             BodyKind::Stream
         } else {
@@ -117,18 +122,18 @@ fn operation(method: &'static str, id: &'static str, router: &'static str) -> Op
 }
 
 /// The resource family an operation acts on.
-fn resource(id: &str, router: &str) -> &'static str {
+fn resource(id: OpId, router: &str) -> &'static str {
     match router {
         "checkpoint" => "checkpoints",
-        "container" if id.starts_with("Exec") || id == "ContainerExec" => "exec",
-        "container" if id == "ImageCommit" => "images",
+        "container" if id.as_str().starts_with("Exec") || id == OpId::ContainerExec => "exec",
+        "container" if id == OpId::ImageCommit => "images",
         "container" => "containers",
         "image" => "images",
         "system" => "system",
         "volume" => "volumes",
         "build" => "build",
         "session" => "session",
-        "swarm" => swarm_resource(id),
+        "swarm" => swarm_resource(id.as_str()),
         "plugin" => "plugins",
         "distribution" => "distribution",
         "network" => "networks",
@@ -333,7 +338,7 @@ mod tests {
             ("Options", "system", false, false, BodyKind::Inspect),
         ];
         for (id, resource, readonly, hijack, body) in cases {
-            let row = rows().iter().find(|r| r.op.id == *id).unwrap();
+            let row = rows().iter().find(|r| r.op.id.as_str() == *id).unwrap();
             assert_eq!(row.op.resource, *resource, "{id}");
             assert_eq!(row.op.readonly, *readonly, "{id}");
             assert_eq!(row.op.hijack, *hijack, "{id}");

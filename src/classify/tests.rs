@@ -92,7 +92,7 @@ fn every_route_of_the_table_classifies_like_the_daemon() {
             let method = Method::from_bytes(method.as_bytes()).unwrap();
             let uri: Uri = target.parse().unwrap();
             let route = classify(&method, &uri).unwrap();
-            assert_eq!(route.op.id, want_id, "{method} {target}");
+            assert_eq!(route.op.id.as_str(), want_id, "{method} {target}");
             let want_params: Vec<String> = caps
                 .iter()
                 .skip(1)
@@ -198,7 +198,7 @@ fn classification_table() {
     for (method, target, id, params) in cases {
         let m = Method::from_bytes(method.as_bytes()).unwrap();
         let route = classify(&m, &target.parse().unwrap()).unwrap();
-        assert_eq!(route.op.id, *id, "{method} {target}");
+        assert_eq!(route.op.id.as_str(), *id, "{method} {target}");
         let got: Vec<(&str, &str)> = route.params.iter().map(|(k, v)| (*k, v.as_str())).collect();
         assert_eq!(got, *params, "{method} {target}");
     }
@@ -381,4 +381,51 @@ fn mutated_targets_never_panic_and_upstream_is_a_fixed_point() {
         assert_eq!(again.params, route.params, "{target}");
     }
     assert!(accepted > 100, "too few accepted targets: {accepted}");
+}
+
+/// `OpId` has exactly the table's operations, in table order, then
+/// `Unknown`; each name converts back to its id.
+#[test]
+fn op_ids_are_the_table_operations() {
+    let mut want: Vec<&str> = Vec::new();
+    for line in ROUTES_TSV.lines().skip(1).filter(|l| !l.is_empty()) {
+        let id = line.split('\t').nth(3).unwrap();
+        if !want.contains(&id) {
+            want.push(id);
+        }
+    }
+    want.push("Unknown");
+    let got: Vec<&str> = OpId::ALL.iter().map(|id| id.as_str()).collect();
+    assert_eq!(got, want, "rerun tools/gen_op_ids.py");
+    for id in OpId::ALL {
+        assert_eq!(OpId::from_name(id.as_str()), Some(*id));
+    }
+    assert_eq!(OpId::from_name("containercreate"), None);
+    assert_eq!(UNKNOWN.id, OpId::Unknown);
+}
+
+/// The committed `op_id.rs` is what `tools/gen_op_ids.py` generates.
+#[test]
+fn op_id_file_is_generated() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = std::process::Command::new("python3")
+        .arg(root.join("tools/gen_op_ids.py"))
+        .arg(root.join("src/classify/routes.tsv"))
+        .output();
+    let out = match out {
+        Ok(out) if out.status.success() => out,
+        // CI has python3; without it the file cannot be regenerated here.
+        other => {
+            assert!(
+                std::env::var_os("MOAT_CHECK_REFERENCE").is_none(),
+                "cannot run tools/gen_op_ids.py: {other:?}"
+            );
+            return;
+        }
+    };
+    let committed = std::fs::read_to_string(root.join("src/classify/op_id.rs")).unwrap();
+    assert!(
+        String::from_utf8(out.stdout).unwrap() == committed,
+        "src/classify/op_id.rs is stale: rerun tools/gen_op_ids.py"
+    );
 }

@@ -168,7 +168,13 @@ mod tests {
             })
         });
         let metrics = Arc::new(Metrics::new());
-        metrics.request_done("Ping", "allow", 200, Duration::ZERO, Duration::ZERO);
+        metrics.request_done(
+            "Ping",
+            crate::metrics::Outcome::Allow,
+            200,
+            Duration::ZERO,
+            Duration::ZERO,
+        );
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let stop = CancellationToken::new();

@@ -18,9 +18,15 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use crate::audit::Record;
+use crate::classify::OpId;
 use crate::conn::InFlight;
 use crate::gateway::Gateway;
+use crate::metrics::Outcome;
 use crate::resbody::{BoxError, ResBody};
+
+/// The operation of a request refused before it was classified, in the
+/// audit record and the metrics.
+pub(super) const UNCLASSIFIED: &str = "Unclassified";
 
 /// What is left to do when a request ends (see `Completion::complete`).
 pub struct Completion {
@@ -28,8 +34,9 @@ pub struct Completion {
     pub(super) record: Record,
     pub(super) started: Instant,
     pub(super) overhead: Duration,
-    pub(super) operation: &'static str,
-    pub(super) decision: &'static str,
+    /// `None` when the request was refused before it was classified.
+    pub(super) operation: Option<OpId>,
+    pub(super) outcome: Outcome,
     pub(super) hijack: Option<Arc<crate::hijack::Counters>>,
     pub(super) request_counter: Option<Arc<AtomicU64>>,
     pub(super) in_flight: Option<InFlight>,
@@ -57,14 +64,10 @@ impl Completion {
                 r.bytes_out += h.bytes_out.load(Ordering::Relaxed);
             }
         }
-        gw.metrics.request_done(
-            self.operation,
-            self.decision,
-            status,
-            elapsed,
-            self.overhead,
-        );
-        tracing::debug!(id = %self.record.id, op = self.operation, status, ms = elapsed.as_millis() as u64, "request");
+        let operation = self.operation.map_or(UNCLASSIFIED, OpId::as_str);
+        gw.metrics
+            .request_done(operation, self.outcome, status, elapsed, self.overhead);
+        tracing::debug!(id = %self.record.id, op = operation, status, ms = elapsed.as_millis() as u64, "request");
         // Moved, not cloned: this is the last use of the record.
         let record = self.record;
         drop(self.in_flight.take());

@@ -12,16 +12,17 @@ use std::time::Instant;
 use http::{Method, Request, StatusCode};
 use hyper::body::Incoming;
 
-use super::completion::Completion;
+use super::completion::{Completion, UNCLASSIFIED};
 use crate::audit::{
     Auditor, DecisionRecord, Record, RequestRecord, ResponseRecord, Stage, UserRecord,
 };
-use crate::classify::Route;
+use crate::classify::{OpId, Route};
 use crate::config::AuditOnFailure;
 use crate::conn::{ConnInfo, InFlight};
 use crate::gateway::Gateway;
 use crate::hijack::Counters;
 use crate::identity::Identity;
+use crate::metrics::Outcome;
 use crate::policy::Decision;
 use crate::respond::Rejection;
 
@@ -31,8 +32,9 @@ pub(super) struct Trail {
     readonly_op: bool,
     decision_written: bool,
     forwarded_at: Option<Instant>,
-    operation: &'static str,
-    decision_label: &'static str,
+    /// `None` until the request is classified.
+    operation: Option<OpId>,
+    outcome: Outcome,
     hijack: Option<Arc<Counters>>,
     hijack_done: Option<tokio::sync::oneshot::Sender<Completion>>,
     request_counter: Option<Arc<AtomicU64>>,
@@ -49,7 +51,7 @@ impl Trail {
                 request: RequestRecord {
                     method: req.method().to_string(),
                     uri: req.uri().to_string(),
-                    operation: "Unclassified".into(),
+                    operation: UNCLASSIFIED.into(),
                     params: BTreeMap::new(),
                     body: None,
                 },
@@ -59,8 +61,8 @@ impl Trail {
             readonly_op: req.method() == Method::GET || req.method() == Method::HEAD,
             decision_written: false,
             forwarded_at: None,
-            operation: "Unclassified",
-            decision_label: "error",
+            operation: None,
+            outcome: Outcome::Error,
             hijack: None,
             hijack_done: None,
             request_counter: None,
@@ -78,7 +80,7 @@ impl Trail {
     }
 
     pub(super) fn route(&mut self, route: &Route) {
-        self.operation = route.op.id;
+        self.operation = Some(route.op.id);
         self.readonly_op = route.op.readonly;
         self.record.request.operation = route.op.id.to_string();
         self.record.request.params = route
@@ -93,7 +95,11 @@ impl Trail {
     }
 
     pub(super) fn decision(&mut self, d: &Decision) {
-        self.decision_label = if d.allow { "allow" } else { "deny" };
+        self.outcome = if d.allow {
+            Outcome::Allow
+        } else {
+            Outcome::Deny
+        };
         self.record.decision = Some(DecisionRecord {
             allow: d.allow,
             reasons: d.reasons.clone(),
@@ -144,11 +150,10 @@ impl Trail {
 
     pub(super) fn refused(&mut self, rejection: &Rejection) {
         if matches!(rejection, Rejection::Denied(_)) {
-            self.decision_label = "deny";
-        } else if !matches!(self.decision_label, "allow" | "deny")
-            || matches!(rejection, Rejection::Engine(_) | Rejection::Audit(_))
-        {
-            self.decision_label = "error";
+            self.outcome = Outcome::Deny;
+        } else if matches!(rejection, Rejection::Engine(_) | Rejection::Audit(_)) {
+            // Decided, but failed at the audit log or the engine.
+            self.outcome = Outcome::Error;
         }
         if self.record.decision.is_none() {
             self.record.decision = Some(DecisionRecord {
@@ -191,7 +196,7 @@ impl Trail {
             started,
             overhead,
             operation: self.operation,
-            decision: self.decision_label,
+            outcome: self.outcome,
             hijack: self.hijack,
             request_counter: self.request_counter,
             in_flight: Some(in_flight),

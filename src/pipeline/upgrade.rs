@@ -15,7 +15,7 @@ use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 
 use super::trail::Trail;
-use crate::classify::Route;
+use crate::classify::{OpId, Route};
 use crate::conn::ConnInfo;
 use crate::gateway::Gateway;
 use crate::hijack::{self, Counters, Opened};
@@ -97,7 +97,7 @@ pub(super) fn require(
 /// `POST /exec/{id}/start` with `"Detach": true` starts the exec without
 /// attaching, so it is an ordinary request and needs no upgrade.
 fn is_detached_exec(route: &Route, body: Option<&serde_json::Value>) -> bool {
-    route.op.id == "ExecStart"
+    route.op.id == OpId::ExecStart
         && body
             .and_then(|b| b.get("Detach"))
             .and_then(serde_json::Value::as_bool)

@@ -158,7 +158,7 @@ impl<'a> Input<'a> {
                 uri: &d.raw_target,
             },
             operation: OperationInput {
-                id: route.op.id,
+                id: route.op.id.as_str(),
                 params: Params(&route.params),
                 resource: route.op.resource,
                 readonly: route.op.readonly,

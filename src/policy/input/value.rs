@@ -340,7 +340,7 @@ mod tests {
     use crate::policy::Facts;
 
     static OP: Operation = Operation {
-        id: "ContainerCreate",
+        id: crate::classify::OpId::ContainerCreate,
         resource: "containers",
         readonly: false,
         hijack: false,
