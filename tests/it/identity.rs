@@ -662,8 +662,9 @@ fn certs_cli_bundles_work_with_the_docker_cli_as_issued() {
     let out = sh(&format!("{context}docker ps"), &config);
     assert!(out.status.success(), "{context}{:?}", text(&out));
 
-    // moat read both groups from the certificate.
-    let records = moat.audit_records();
+    // moat read both groups from the certificate (`docker ps` leaves
+    // completion records only, written once the response has ended).
+    let records = moat.audit_records_once(|r| r["user"]["name"] == "carol");
     assert!(
         records.iter().any(|r| r["user"]["name"] == "carol"
             && r["user"]["groups"] == json!(["admin", "dev"])
@@ -732,9 +733,12 @@ fn token_cli_issue_works_with_the_docker_cli_and_inspect_prints_claims() {
     assert_eq!(token.split('.').count(), 3, "{token}");
 
     gw.docker(Some(token)).ok(&["ps"]);
-    assert!(gw
+    // `docker ps` leaves completion records only, written once the
+    // response has ended: wait for it.
+    let records = gw
         .moat
-        .audit_records()
+        .audit_records_once(|r| r["user"]["name"] == "ci-pipeline");
+    assert!(records
         .iter()
         .any(|r| { r["user"]["name"] == "ci-pipeline" && r["user"]["auth_method"] == "token" }));
 

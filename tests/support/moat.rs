@@ -145,6 +145,28 @@ impl Moat {
             .map(|l| serde_json::from_str(l).expect("audit line is JSON"))
             .collect()
     }
+
+    /// The audit records once one satisfies `pred`, waiting up to 10 s:
+    /// completion records (all a read-only request leaves) are queued when
+    /// the response has ended, so they can reach the file just after the
+    /// client has its answer. Panics with the records seen if none comes.
+    pub fn audit_records_once(
+        &self,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> Vec<serde_json::Value> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let records = self.audit_records();
+            if records.iter().any(&pred) {
+                return records;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no matching audit record within 10 s: {records:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
 }
 
 impl Drop for Moat {
