@@ -137,8 +137,11 @@ fn measure_ping(policy: &Policy, n: usize) -> Vec<Duration> {
             serial: "1f2e3d4c5b6a".into(),
             fingerprint_sha256: "ab".repeat(32),
             not_after: "2027-01-01T00:00:00Z".into(),
-            user: None,
-            groups: Vec::new(),
+            names: Ok(moat::identity::CertNames {
+                user: moat::identity::name::UserName::parse("bench").expect("a valid name"),
+                groups: Vec::new(),
+            }),
+            chain: Vec::new(),
         })),
         token_id: None,
     };

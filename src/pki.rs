@@ -65,11 +65,12 @@ pub enum PkiError {
     BadFile { path: PathBuf, message: String },
     #[error("{path}: the index is unreadable: {message}")]
     Index { path: PathBuf, message: String },
-    #[error("{what} {value:?} is not usable: {why}")]
+    #[error("{what} \"{value}\" is refused: {why}")]
     InvalidName {
         what: &'static str,
+        /// Escaped.
         value: String,
-        why: &'static str,
+        why: crate::identity::name::Why,
     },
     #[error("serial {serial} is not in {index}: moat only revokes certificates its CA issued")]
     UnknownSerial { serial: String, index: PathBuf },

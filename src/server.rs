@@ -246,8 +246,16 @@ async fn accept_tls(
             return None;
         }
     };
-    let cert = match tls.get_ref().1.peer_certificates().and_then(|c| c.first()) {
-        Some(der) => match CertInfo::from_der(der, &gw.config.auth.certificate) {
+    let chain: Vec<&[u8]> = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .unwrap_or_default()
+        .iter()
+        .map(|c| c.as_ref())
+        .collect();
+    let cert = match chain.first() {
+        Some(_) => match CertInfo::from_chain(&chain, &gw.config.auth.certificate) {
             Ok(info) => Some(Arc::new(info)),
             Err(e) => {
                 tracing::info!(%peer, error = %e, "client certificate refused");

@@ -81,6 +81,7 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                 issuer,
                 audience,
             };
+            req.check()?;
             let now = time::OffsetDateTime::now_utc().unix_timestamp();
             println!("{}", token::sign(&key, &req.claims(now))?);
             Ok(ExitCode::SUCCESS)
@@ -143,8 +144,16 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                     println!(
                         "valid: user {} groups [{}] scopes [{}]",
                         t.user,
-                        t.groups.join(", "),
-                        t.scopes.join(", ")
+                        t.groups
+                            .iter()
+                            .map(|g| g.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        t.scopes
+                            .iter()
+                            .map(|g| g.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     );
                     Ok(ExitCode::SUCCESS)
                 }

@@ -43,6 +43,7 @@ use base64::Engine;
 use jsonwebtoken::{Algorithm, Validation};
 use serde_json::Value;
 
+use super::name::{self, GroupName, NameError, UserName};
 use crate::config::{TokenClaims, Tokens};
 
 pub use keys::VerifyKey;
@@ -51,9 +52,9 @@ pub use sign::{sign, SignError, SigningKey, TokenRequest};
 /// A token that passed every check.
 #[derive(Debug, Clone)]
 pub struct VerifiedToken {
-    pub user: String,
-    pub groups: Vec<String>,
-    pub scopes: Vec<String>,
+    pub user: UserName,
+    pub groups: Vec<GroupName>,
+    pub scopes: Vec<GroupName>,
     pub claims: serde_json::Value,
     pub id: Option<String>,
 }
@@ -88,6 +89,8 @@ pub enum TokenError {
     AudienceMismatch { expected: String },
     #[error("token lifetime {lifetime} exceeds auth.tokens.max_ttl {max}")]
     LifetimeTooLong { lifetime: String, max: String },
+    #[error("{0}; ask for a token whose names follow moat's naming rule (printable text in NFC, at most 256 bytes)")]
+    Name(NameError),
     #[error("token id {0} is revoked")]
     Revoked(String),
     #[error("the token revocation list {path} cannot be read ({message}); tokens are refused until it can")]
@@ -107,6 +110,7 @@ impl TokenError {
                 "token_not_yet_valid"
             }
             TokenError::MissingClaim { .. } | TokenError::BadClaim { .. } => "token_claims",
+            TokenError::Name(_) => "token_name",
             TokenError::IssuerMismatch { .. } => "token_issuer",
             TokenError::AudienceMismatch { .. } => "token_audience",
             TokenError::LifetimeTooLong { .. } => "token_lifetime",
@@ -197,6 +201,14 @@ impl Verifier {
         let header = parse_header(raw)?;
         let alg = self.check_algorithm(&header)?;
         let claims = self.check_signature(raw, alg, &header)?;
+        // The signature holds; now the claims as another parser would see
+        // them: a key twice in one object is read as the first by some
+        // parsers and as the last by others (serde_json keeps the last).
+        let payload = raw.split('.').nth(1).unwrap_or_default();
+        let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload.trim_end_matches('='))
+            .map_err(|_| TokenError::Malformed("the claims are not base64url".into()))?;
+        unique_keys(&payload, "claims")?;
         let Value::Object(obj) = &claims else {
             return Err(TokenError::Malformed(
                 "the claims are not a JSON object".into(),
@@ -260,7 +272,11 @@ impl Verifier {
         }
         let id = match obj.get("jti") {
             None => None,
-            Some(Value::String(s)) => Some(s.clone()),
+            Some(Value::String(s)) => Some(
+                GroupName::parse(s)
+                    .map_err(|why| TokenError::Name(NameError::new("token claim `jti`", s, why)))?
+                    .into_string(),
+            ),
             Some(_) => {
                 return Err(TokenError::BadClaim {
                     claim: "jti".into(),
@@ -277,13 +293,13 @@ impl Verifier {
         }
 
         let user = match obj.get(&self.claims.user) {
-            Some(Value::String(s)) if !s.is_empty() => s.clone(),
-            Some(Value::String(_)) => {
-                return Err(TokenError::BadClaim {
-                    claim: self.claims.user.clone(),
-                    why: "(auth.tokens.claims.user) is empty",
-                })
-            }
+            Some(Value::String(s)) => UserName::parse(s).map_err(|why| {
+                TokenError::Name(NameError::new(
+                    format!("token claim `{}` (the user name)", self.claims.user),
+                    s,
+                    why,
+                ))
+            })?,
             Some(_) => {
                 return Err(TokenError::BadClaim {
                     claim: self.claims.user.clone(),
@@ -297,8 +313,14 @@ impl Verifier {
                 })
             }
         };
-        let groups = string_list(obj.get(&self.claims.groups), &self.claims.groups, false)?;
-        let scopes = string_list(obj.get(&self.claims.scopes), &self.claims.scopes, true)?;
+        let groups = names(
+            string_list(obj.get(&self.claims.groups), &self.claims.groups, false)?,
+            &self.claims.groups,
+        )?;
+        let scopes = names(
+            string_list(obj.get(&self.claims.scopes), &self.claims.scopes, true)?,
+            &self.claims.scopes,
+        )?;
         Ok(VerifiedToken {
             user,
             groups,
@@ -391,11 +413,82 @@ fn parse_header(raw: &str) -> Result<serde_json::Map<String, Value>, TokenError>
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(h.trim_end_matches('='))
         .map_err(|_| TokenError::Malformed("the header is not base64url".into()))?;
+    unique_keys(&bytes, "header")?;
     match serde_json::from_slice(&bytes) {
         Ok(Value::Object(m)) => Ok(m),
         _ => Err(TokenError::Malformed(
             "the header is not a JSON object".into(),
         )),
+    }
+}
+
+/// Refuses JSON in which one object holds a key twice, at any depth:
+/// parsers disagree on which value wins, so two components could read two
+/// different identities out of one token.
+fn unique_keys(json: &[u8], part: &str) -> Result<(), TokenError> {
+    use serde::de::{Deserialize, Deserializer, Error, MapAccess, SeqAccess, Visitor};
+
+    struct Unique;
+    struct UniqueVisitor;
+
+    impl<'de> Deserialize<'de> for Unique {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_any(UniqueVisitor)
+        }
+    }
+
+    impl<'de> Visitor<'de> for UniqueVisitor {
+        type Value = Unique;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("JSON")
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<Unique, E> {
+            Ok(Unique)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Unique, E> {
+            Ok(Unique)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Unique, E> {
+            Ok(Unique)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Unique, E> {
+            Ok(Unique)
+        }
+        fn visit_str<E>(self, _: &str) -> Result<Unique, E> {
+            Ok(Unique)
+        }
+        fn visit_unit<E>(self) -> Result<Unique, E> {
+            Ok(Unique)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Unique, A::Error> {
+            while seq.next_element::<Unique>()?.is_some() {}
+            Ok(Unique)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Unique, A::Error> {
+            let mut seen = HashSet::new();
+            while let Some(key) = map.next_key::<String>()? {
+                if !seen.insert(key.clone()) {
+                    return Err(A::Error::custom(format!(
+                        "the key `{}` appears twice in one object",
+                        name::escape(&key)
+                    )));
+                }
+                map.next_value::<Unique>()?;
+            }
+            Ok(Unique)
+        }
+    }
+
+    let mut de = serde_json::Deserializer::from_slice(json);
+    match Unique::deserialize(&mut de).and_then(|_| de.end()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.is_data() => Err(TokenError::Malformed(format!(
+            "the token's {part}: {e}; moat refuses what two parsers could read differently"
+        ))),
+        Err(_) => Err(TokenError::Malformed(format!(
+            "the token's {part} is not JSON"
+        ))),
     }
 }
 
@@ -442,9 +535,21 @@ fn string_list(v: Option<&Value>, claim: &str, split: bool) -> Result<Vec<String
     }
 }
 
+/// Each value of a list claim, under the naming rule ([`name`]).
+fn names(values: Vec<String>, claim: &str) -> Result<Vec<GroupName>, TokenError> {
+    values
+        .iter()
+        .map(|v| {
+            GroupName::parse(v).map_err(|why| {
+                TokenError::Name(NameError::new(format!("token claim `{claim}`"), v, why))
+            })
+        })
+        .collect()
+}
+
 /// Keeps an attacker-chosen string short and printable in messages.
 fn printable(s: &str) -> String {
-    s.chars().filter(|c| !c.is_control()).take(32).collect()
+    name::escape(&s.chars().take(32).collect::<String>())
 }
 
 fn now_secs() -> i64 {

@@ -135,21 +135,12 @@ pub fn issue(opts: &IssueOptions) -> Result<IssuedBundle, PkiError> {
     Ok(bundle)
 }
 
+/// The naming rule the server applies ([`crate::identity::name`]), so that
+/// moat never issues a certificate it would refuse.
 fn check_name(what: &'static str, value: &str) -> Result<(), PkiError> {
-    let why = if value.trim().is_empty() {
-        "it is empty"
-    } else if value.trim() != value {
-        "it has leading or trailing spaces"
-    } else if value.chars().any(char::is_control) {
-        "it has control characters"
-    } else if value.len() > 128 {
-        "it is longer than 128 bytes"
-    } else {
-        return Ok(());
-    };
-    Err(PkiError::InvalidName {
+    crate::identity::name::check(value).map_err(|why| PkiError::InvalidName {
         what,
-        value: value.to_string(),
+        value: crate::identity::name::escape(value),
         why,
     })
 }

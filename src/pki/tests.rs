@@ -118,8 +118,9 @@ fn issued_certificate_carries_user_and_two_groups_and_verifies() {
     );
 
     let info = CertInfo::from_der(&der, &CertificateAuth::default()).unwrap();
-    assert_eq!(info.user.as_deref(), Some("alice"));
-    assert_eq!(info.groups, vec!["devs".to_string(), "ops".to_string()]);
+    let names = info.names.as_ref().unwrap();
+    assert_eq!(names.user, "alice");
+    assert_eq!(names.groups, vec!["devs", "ops"]);
     assert_eq!(info.serial, bundle.serial);
 
     // The re-signed certificate chains to the CA and is not revoked.
@@ -143,7 +144,7 @@ fn groups_mapping_ou_reads_none_from_o_only_certificates() {
         groups: CertGroups::Ou,
     };
     let info = CertInfo::from_der(&bundle.cert_der, &mapping).unwrap();
-    assert!(info.groups.is_empty());
+    assert!(info.names.unwrap().groups.is_empty());
 }
 
 #[test]

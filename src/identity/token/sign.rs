@@ -11,6 +11,7 @@ use rand::Rng;
 use serde_json::{json, Value};
 
 use super::keys::MIN_HS256_SECRET;
+use crate::identity::name::{GroupName, NameError, UserName, Why};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SignError {
@@ -134,6 +135,32 @@ pub struct TokenRequest {
 }
 
 impl TokenRequest {
+    /// The naming rule moat applies when it verifies ([`crate::identity::name`]),
+    /// applied before signing: moat never mints a token it would refuse.
+    /// A scope cannot hold a space either, since the `scope` claim is
+    /// space-separated.
+    pub fn check(&self) -> Result<(), NameError> {
+        UserName::parse(&self.subject)
+            .map_err(|why| NameError::new("--subject", &self.subject, why))?;
+        for g in &self.groups {
+            GroupName::parse(g).map_err(|why| NameError::new("--group", g, why))?;
+        }
+        for sc in &self.scopes {
+            GroupName::parse(sc).map_err(|why| NameError::new("--scope", sc, why))?;
+            if sc.contains(' ') {
+                return Err(NameError::new(
+                    "--scope",
+                    sc,
+                    Why::Forbidden {
+                        ch: ' ',
+                        class: "a space (the scope claim is space-separated)",
+                    },
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The claims, issued at `now` (seconds since the epoch): `sub`,
     /// `groups` and `scope` (space-separated) when non-empty, `iss`, `aud`,
     /// `iat` = `nbf` = now, `exp` = now + ttl, and a random 128-bit `jti`.

@@ -311,8 +311,8 @@ fn every_rejection_says_why() {
         (
             "empty user",
             es(with(json!({"sub": ""}))),
-            "`sub` (auth.tokens.claims.user) is empty",
-            "token_claims",
+            "token claim `sub` (the user name) \"\" is refused: it is empty",
+            "token_name",
         ),
         (
             "groups not strings",
@@ -558,5 +558,163 @@ fn durations_print_compactly() {
         (7500, "2h5m"),
     ] {
         assert_eq!(fmt_secs(secs), want);
+    }
+}
+
+use crate::identity::name::tests::hostile;
+
+/// Every hostile corpus value, as the user claim and as a group, scope and
+/// token id, is refused with the naming rule's message, escaped.
+#[test]
+fn hostile_claims_are_refused_by_the_naming_rule() {
+    let k = keys();
+    let v = verifier();
+    let mut n = 0;
+    for case in hostile::corpus() {
+        let Some((_, value)) = case.token_claim() else {
+            continue;
+        };
+        for (claim, changes) in [
+            ("sub", json!({ "sub": value })),
+            ("groups", json!({ "groups": ["ci", value] })),
+            ("jti", json!({ "jti": value })),
+        ] {
+            n += 1;
+            let token = sign(&k.es, &with(changes)).unwrap();
+            let e = v.verify_at(&token, NOW).unwrap_err();
+            let msg = e.to_string();
+            assert_eq!(e.reason(), "token_name", "{} in {claim}: {msg}", case.label);
+            assert!(
+                msg.contains(&case.expect),
+                "{} in {claim}: {msg}",
+                case.label
+            );
+            assert!(
+                msg.chars()
+                    .all(|c| crate::identity::name::forbidden(c).is_none()),
+                "{} in {claim}: not escaped: {msg:?}",
+                case.label
+            );
+        }
+        // `scope` is split on white space: a value without any is one scope.
+        if !value.contains(char::is_whitespace) && !value.is_empty() {
+            let token = sign(&k.es, &with(json!({ "scope": value }))).unwrap();
+            assert!(v.verify_at(&token, NOW).is_err(), "{} in scope", case.label);
+        }
+    }
+    assert!(n > 200, "{n}");
+}
+
+#[test]
+fn token_issue_refuses_names_the_verifier_would_refuse() {
+    let req = |subject: &str, group: &str, scope: &str| TokenRequest {
+        subject: subject.into(),
+        groups: vec![group.into()],
+        scopes: vec![scope.into()],
+        ttl: Duration::from_secs(60),
+        issuer: None,
+        audience: None,
+    };
+    assert!(req("ci", "g", "s").check().is_ok());
+    let e = req("rt-admin\0.evil", "g", "s").check().unwrap_err();
+    assert!(
+        e.to_string().contains("--subject \"rt-admin\\u{0}.evil\""),
+        "{e}"
+    );
+    assert!(req("ci", "a\u{202e}b", "s").check().is_err());
+    assert!(req("ci", "g", "two words").check().is_err());
+    assert!(req("", "g", "s").check().is_err());
+}
+
+/// A payload with a claim twice: serde_json keeps the last, other parsers
+/// the first. Signed validly, and still refused.
+#[test]
+fn a_claim_or_header_key_twice_is_refused() {
+    use jsonwebtoken::crypto::sign as raw_sign;
+    let k = keys();
+    let es_key =
+        rcgen::KeyPair::from_pem(&std::fs::read_to_string(k.dir.join("es.key")).unwrap()).unwrap();
+    let enc = jsonwebtoken::EncodingKey::from_ec_pem(es_key.serialize_pem().as_bytes()).unwrap();
+    let signed = |header: &str, claims: &str| {
+        let input = format!("{}.{}", b64(header.as_bytes()), b64(claims.as_bytes()));
+        let sig = raw_sign(input.as_bytes(), &enc, jsonwebtoken::Algorithm::ES256).unwrap();
+        format!("{input}.{sig}")
+    };
+    let claims = |extra: &str| {
+        format!(
+            r#"{{"iss":"{ISS}","aud":"{AUD}","sub":"ci-bot","iat":{},"exp":{},"jti":"j"{extra}}}"#,
+            NOW - 60,
+            NOW + 600
+        )
+    };
+    let v = verifier();
+    let header = r#"{"alg":"ES256","typ":"JWT"}"#;
+    v.verify_at(&signed(header, &claims("")), NOW).unwrap();
+    for (case, token) in [
+        ("sub twice", signed(header, &claims(r#","sub":"admin""#))),
+        (
+            "nested key twice",
+            signed(header, &claims(r#","x":{"a":1,"a":2}"#)),
+        ),
+        (
+            "alg twice",
+            signed(r#"{"alg":"ES256","alg":"ES256"}"#, &claims("")),
+        ),
+    ] {
+        let e = v.verify_at(&token, NOW).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("appears twice") || msg.contains("duplicate field"),
+            "{case}: {msg}"
+        );
+    }
+}
+
+/// ECDSA signatures are malleable: (r, n - s) verifies too. moat accepts
+/// the twin (requiring low-s would refuse about half of the tokens that
+/// common JWT libraries mint) because nothing in moat is keyed on signature
+/// bytes: the twin is the same token, with the same `jti`, and revoking
+/// that `jti` refuses both.
+#[test]
+fn a_high_s_twin_is_the_same_token_for_revocation() {
+    const N: [u8; 32] = [
+        0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63,
+        0x25, 0x51,
+    ];
+    let k = keys();
+    let token = sign(&k.es, &with(json!({"jti": "revoked-id"}))).unwrap();
+    let parts: Vec<&str> = token.split('.').collect();
+    let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(parts[2])
+        .unwrap();
+    let (r, s) = sig.split_at(32);
+    // n - s, big-endian.
+    let mut twin_s = [0u8; 32];
+    let mut borrow = 0i16;
+    for i in (0..32).rev() {
+        let d = i16::from(N[i]) - i16::from(s[i]) - borrow;
+        borrow = i16::from(d < 0);
+        twin_s[i] = (d + 256 * borrow) as u8;
+    }
+    let twin = format!(
+        "{}.{}.{}",
+        parts[0],
+        parts[1],
+        b64(&[r, &twin_s[..]].concat())
+    );
+    assert_ne!(twin, token);
+    let plain = Verifier::from_config(&Tokens {
+        revoked: None,
+        ..config(&[("es.pub", TokenAlgorithm::ES256)])
+    })
+    .unwrap();
+    let a = plain.verify_at(&token, NOW).unwrap();
+    let b = plain.verify_at(&twin, NOW).unwrap();
+    assert_eq!((a.id, a.user), (b.id, b.user));
+    // With the revocation list (which names `revoked-id`): both refused.
+    let v = verifier();
+    for t in [&token, &twin] {
+        assert!(matches!(v.verify_at(t, NOW), Err(TokenError::Revoked(_))));
     }
 }

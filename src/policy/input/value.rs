@@ -356,8 +356,11 @@ mod tests {
             serial: "1f".into(),
             fingerprint_sha256: "ab".repeat(32),
             not_after: "2027-01-01T00:00:00Z".into(),
-            user: Some("dana".into()),
-            groups: vec!["developer".into()],
+            names: Ok(crate::identity::CertNames {
+                user: crate::identity::name::UserName::parse("dana").unwrap(),
+                groups: vec![crate::identity::name::GroupName::parse("developer").unwrap()],
+            }),
+            chain: Vec::new(),
         });
         let body = json!({"Image": "alpine", "Cmd": ["sh", "-c", "true"], "Memory": 1073741824,
             "CpuShares": -1, "NanoCpus": 1.5, "Labels": {"a": "b"}, "Env": null,
