@@ -28,7 +28,7 @@ mod writer;
 mod tests;
 
 pub use chain::GENESIS;
-pub use redact::{redact, redact_params, REDACTED};
+pub use redact::{redact, redact_input, redact_params, redact_uri, REDACTED};
 pub use verify::{verify, verify_report, Verified, VerifyError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -91,6 +91,12 @@ pub struct Record {
     pub request: RequestRecord,
     pub decision: Option<DecisionRecord>,
     pub response: Option<ResponseRecord>,
+    /// The policy input document the decision was made on (audit.level
+    /// `request` only, secrets redacted as in `body`), so that
+    /// `moat audit replay` and `moat policy explain` can decide it again.
+    /// On the `decision` record when one is written, else on `complete`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input: Option<serde_json::Value>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -215,14 +221,20 @@ impl Auditor {
 
     /// Redacts `rec` as `audit.level` asks and serializes it for the writer.
     fn encode(&self, mut rec: Record) -> Result<String, AuditError> {
-        rec.request.body = match self.level {
-            config::AuditLevel::Metadata => None,
-            config::AuditLevel::Request => rec
-                .request
-                .body
-                .take()
-                .map(|b| redact(&rec.request.operation, &b)),
-        };
+        let op = &rec.request.operation;
+        match self.level {
+            config::AuditLevel::Metadata => {
+                rec.request.body = None;
+                rec.input = None;
+            }
+            config::AuditLevel::Request => {
+                rec.request.body = rec.request.body.take().map(|b| redact(op, &b));
+                if let Some(input) = rec.input.as_mut() {
+                    redact_input(op, input);
+                }
+            }
+        }
+        rec.request.uri = redact_uri(&rec.request.uri);
         redact_params(&mut rec.request.params);
         chain::fragment(&rec)
             .map_err(|e| AuditError::Unavailable(format!("the record cannot be encoded: {e}")))

@@ -23,6 +23,7 @@
 
 mod encoding;
 mod op_id;
+pub(crate) use encoding::{encode_query, parse_query};
 mod table;
 
 use std::fmt;

@@ -368,7 +368,8 @@ pub enum AuditLevel {
     /// Who, what, decision and outcome; no request bodies.
     #[default]
     Metadata,
-    /// Metadata plus the inspected request body, secrets redacted.
+    /// Metadata plus the inspected request body and the policy input the
+    /// decision was made on (for `moat audit replay`), secrets redacted.
     Request,
 }
 

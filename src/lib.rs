@@ -33,7 +33,9 @@
 //! (Prometheus and health endpoints), [`engine`] (the bundled dockerd and its
 //! supervisor), [`launch`] (engine, then gateway; stopped in reverse),
 //! [`pki`] (moat's own CA), [`up`] (the `moat up` bootstrap of a state
-//! directory), and the command line in [`cli`].
+//! directory), the admin's tools [`replay`] (`moat audit replay`: a
+//! candidate policy against recorded traffic) and [`policy::explain`], and
+//! the command line in [`cli`].
 
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
@@ -55,6 +57,7 @@ pub mod pipeline;
 pub mod pki;
 pub mod policy;
 pub mod reload;
+pub mod replay;
 pub mod resbody;
 pub mod respond;
 pub mod server;

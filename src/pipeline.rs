@@ -109,7 +109,20 @@ async fn stages(
     // objects the request names, so that the policy sees their owners.
 
     // 4. The decision.
-    let decision = decide(&gw.policy, conn, &parts, &route, &inspected, &identity).await;
+    let record_input = gw.config.audit.level == AuditLevel::Request;
+    let (decision, input) = decide(
+        &gw.policy,
+        conn,
+        &parts,
+        &route,
+        &inspected,
+        &identity,
+        record_input,
+    )
+    .await;
+    if let Some(input) = input {
+        trail.input(input);
+    }
     trail.decision(&decision);
 
     // 5. The decision record, on disk before anything reaches the engine;
@@ -160,8 +173,10 @@ fn admit<B>(engine: &EngineStatus, req: &Request<B>) -> Result<(), Rejection> {
     Ok(())
 }
 
-/// Step 4: the policy's decision on the request as inspected.
-/// `Policy::decide` observes `moat_policy_eval_seconds` itself.
+/// Step 4: the policy's decision on the request as inspected, and, when
+/// `record_input` (audit.level `request`), the input document it was made
+/// on, for the audit record. `Policy::decide` observes
+/// `moat_policy_eval_seconds` itself.
 async fn decide(
     policy: &Policy,
     conn: &ConnInfo,
@@ -169,7 +184,8 @@ async fn decide(
     route: &Route,
     inspected: &Inspected,
     identity: &Identity,
-) -> Decision {
+    record_input: bool,
+) -> (Decision, Option<serde_json::Value>) {
     let facts = Facts {
         method: &parts.method,
         uri: &parts.uri,
@@ -179,7 +195,8 @@ async fn decide(
         identity,
         client: conn.peer,
     };
-    policy.decide(&facts).await
+    let input = record_input.then(|| policy.input(&facts));
+    (policy.decide(&facts).await, input)
 }
 
 /// Step 5: a denial ends the request with the policy's reasons.

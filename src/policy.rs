@@ -14,6 +14,7 @@
 //! `with`.
 
 pub mod eval;
+pub mod explain;
 pub mod input;
 pub mod set;
 pub mod testing;

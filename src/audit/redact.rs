@@ -64,17 +64,86 @@ pub fn redact_params(params: &mut BTreeMap<String, String>) {
     params.retain(|k, _| !SECRET_PARAMS.iter().any(|s| k.eq_ignore_ascii_case(s)));
     for (k, v) in params.iter_mut() {
         if k.eq_ignore_ascii_case("buildargs") {
-            *v = match serde_json::from_str::<serde_json::Map<String, Value>>(v) {
-                Ok(args) => {
-                    let names: serde_json::Map<String, Value> = args
-                        .into_iter()
-                        .map(|(name, _)| (name, Value::String(REDACTED.to_owned())))
-                        .collect();
-                    Value::Object(names).to_string()
-                }
-                Err(_) => REDACTED.to_owned(),
-            };
+            *v = build_args_names(v);
         }
+    }
+}
+
+/// The policy input document as it may be recorded (audit.level
+/// `request`): its bodies (`request.body`, `Body`) redacted as [`redact`]
+/// does, `buildargs` values removed from the query (`request.query`,
+/// `Query`) and from the raw request targets (`request.uri`, `Path`).
+/// Credentials never reach the input (moat removes them from its headers).
+pub fn redact_input(op_id: &str, input: &mut Value) {
+    for ptr in ["/request/body", "/Body"] {
+        if let Some(body) = input.pointer_mut(ptr) {
+            if !body.is_null() {
+                *body = redact(op_id, body);
+            }
+        }
+    }
+    for ptr in ["/request/query", "/Query"] {
+        if let Some(Value::Object(query)) = input.pointer_mut(ptr) {
+            for (k, values) in query.iter_mut() {
+                if k.eq_ignore_ascii_case("buildargs") {
+                    if let Value::Array(values) = values {
+                        for v in values.iter_mut() {
+                            if let Value::String(s) = v {
+                                *s = build_args_names(s);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    for ptr in ["/request/uri", "/Path"] {
+        if let Some(Value::String(uri)) = input.pointer_mut(ptr) {
+            *uri = redact_uri(uri);
+        }
+    }
+}
+
+/// A request target as it may be recorded: the values of `buildargs`
+/// query parameters keep only the argument names. A query that cannot be
+/// parsed but mentions `buildargs` is replaced whole.
+pub fn redact_uri(uri: &str) -> String {
+    let Some((path, query)) = uri.split_once('?') else {
+        return uri.to_owned();
+    };
+    if !query.to_ascii_lowercase().contains("build") && !query.contains('%') {
+        return uri.to_owned();
+    }
+    match crate::classify::parse_query(query) {
+        Ok(mut pairs) => {
+            if !pairs
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("buildargs"))
+            {
+                return uri.to_owned();
+            }
+            for (k, v) in pairs.iter_mut() {
+                if k.eq_ignore_ascii_case("buildargs") {
+                    *v = build_args_names(v);
+                }
+            }
+            format!("{path}?{}", crate::classify::encode_query(&pairs))
+        }
+        Err(_) => format!("{path}?{REDACTED}"),
+    }
+}
+
+/// `{"NAME": "value"}` as `{"NAME": "<redacted>"}`; anything else whole.
+fn build_args_names(v: &str) -> String {
+    match serde_json::from_str::<serde_json::Map<String, Value>>(v) {
+        Ok(args) => {
+            let names: serde_json::Map<String, Value> = args
+                .into_iter()
+                .map(|(name, _)| (name, Value::String(REDACTED.to_owned())))
+                .collect();
+            Value::Object(names).to_string()
+        }
+        Err(_) => REDACTED.to_owned(),
     }
 }
 
@@ -237,5 +306,62 @@ mod tests {
         let mut bad = BTreeMap::from([("buildargs".to_owned(), "not json".to_owned())]);
         redact_params(&mut bad);
         assert_eq!(bad["buildargs"], REDACTED);
+    }
+
+    /// `docker build --build-arg NPM_TOKEN=...` put the token in the audit
+    /// log through the recorded request target.
+    #[test]
+    fn build_arg_values_do_not_reach_the_audit_through_the_uri() {
+        let cases = [
+            (
+                "/v1.41/build?t=x&buildargs=%7B%22NPM_TOKEN%22%3A%22s3cret%22%7D",
+                "/v1.41/build?t=x&buildargs=%7B%22NPM_TOKEN%22%3A%22%3Credacted%3E%22%7D",
+            ),
+            // An escaped key is the same key to the daemon.
+            (
+                "/build?build%61rgs=%7B%22A%22%3A%22s3cret%22%7D",
+                "/build?buildargs=%7B%22A%22%3A%22%3Credacted%3E%22%7D",
+            ),
+            (
+                "/build?buildargs=not-json",
+                "/build?buildargs=%3Credacted%3E",
+            ),
+            ("/build?buildargs=%zz", "/build?<redacted>"),
+            ("/containers/json?all=1", "/containers/json?all=1"),
+            ("/_ping", "/_ping"),
+        ];
+        for (uri, want) in cases {
+            let got = redact_uri(uri);
+            assert_eq!(got, want, "{uri}");
+            assert!(!got.contains("s3cret"), "{got}");
+        }
+    }
+
+    #[test]
+    fn recorded_input_loses_secrets_in_body_query_and_target() {
+        let mut input = serde_json::json!({
+            "request": {
+                "uri": "/build?buildargs=%7B%22T%22%3A%22s3cret%22%7D",
+                "query": {"buildargs": ["{\"T\":\"s3cret\"}"]},
+                "body": null
+            },
+            "Path": "/build?buildargs=%7B%22T%22%3A%22s3cret%22%7D",
+            "Query": {"buildargs": ["{\"T\":\"s3cret\"}"]},
+            "Body": null
+        });
+        redact_input("ImageBuild", &mut input);
+        assert!(!input.to_string().contains("s3cret"), "{input}");
+        assert_eq!(
+            input["request"]["query"]["buildargs"][0],
+            r#"{"T":"<redacted>"}"#
+        );
+
+        let mut input = serde_json::json!({
+            "request": {"uri": "/containers/create", "query": {}, "body": {"Image": "x", "Env": ["K=s3cret"]}},
+            "Path": "/containers/create", "Query": {}, "Body": {"Image": "x", "Env": ["K=s3cret"]}
+        });
+        redact_input("ContainerCreate", &mut input);
+        assert!(!input.to_string().contains("s3cret"), "{input}");
+        assert_eq!(input["Body"]["Env"][0], "K=<redacted>");
     }
 }

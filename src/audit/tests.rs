@@ -50,6 +50,7 @@ fn rec(id: &str, stage: Stage) -> Record {
             duration_ms: 12.5,
             hijacked: false,
         }),
+        input: None,
     }
 }
 

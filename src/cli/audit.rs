@@ -1,10 +1,16 @@
 //! `moat audit verify FILE...`: checks the audit log's hash chain and names
 //! the first broken line, for operators and scripts (exit code 1 on a break).
+//! `moat audit replay --policy DIR FILE...`: what a candidate policy would
+//! have decided for the recorded requests (exit code 1 when anything
+//! changes, 2 on error), so that CI can gate a policy change.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::audit;
+use crate::config;
+use crate::policy::Policy;
+use crate::replay::{Filter, Recording};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -14,6 +20,44 @@ pub enum Command {
     /// Prints `ok: N records` and exits 0, or prints the first untrustworthy
     /// line as `FILE:LINE: why` and exits 1.
     Verify(VerifyArgs),
+    /// Decide recorded requests again under a candidate policy directory,
+    /// without sending anything anywhere, and list what would change:
+    /// newly denied, newly allowed, different deny messages, grouped by
+    /// user and operation with a count and an example request id.
+    ///
+    /// Needs records written at `audit.level: request` (they carry the
+    /// policy input). Exits 0 when nothing changes, 1 when something does,
+    /// 2 on error.
+    Replay(ReplayArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReplayArgs {
+    /// The candidate policy directory.
+    #[arg(long, value_name = "DIR")]
+    policy: PathBuf,
+    /// Only requests recorded at or after this time: RFC 3339
+    /// (2026-11-24T04:48:32Z) or a duration ago (24h, 7d).
+    #[arg(long, value_name = "TIME")]
+    since: Option<String>,
+    /// Only requests recorded at or before this time (same forms).
+    #[arg(long, value_name = "TIME")]
+    until: Option<String>,
+    /// Only this user's requests.
+    #[arg(long, value_name = "NAME")]
+    user: Option<String>,
+    /// `text` (default) or `json`.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+    /// Audit log files (any order; rotated files too).
+    #[arg(required = true, value_name = "FILE")]
+    files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
 }
 
 #[derive(Debug, clap::Args)]
@@ -29,7 +73,59 @@ pub struct VerifyArgs {
 }
 
 pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
-    let Command::Verify(args) = cmd;
+    match cmd {
+        Command::Verify(args) => verify(args),
+        Command::Replay(args) => replay(args),
+    }
+}
+
+/// Exit status 2 on error, as the command's help promises (1 means "the
+/// decisions change").
+fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
+    match replay_or_error(args) {
+        Ok(code) => Ok(code),
+        Err(e) => {
+            eprintln!("moat: {}", format!("{e:#}").replace('\n', " "));
+            Ok(ExitCode::from(2))
+        }
+    }
+}
+
+fn replay_or_error(args: ReplayArgs) -> anyhow::Result<ExitCode> {
+    let filter = Filter {
+        since: args.since.as_deref().map(Filter::parse_time).transpose()?,
+        until: args.until.as_deref().map(Filter::parse_time).transpose()?,
+        user: args.user,
+    };
+    let recording = Recording::read(&args.files, &filter)?;
+    if recording.requests.is_empty() {
+        anyhow::bail!("no recorded request matches (check the files, --since, --until and --user)");
+    }
+    let policy = Policy::load(
+        &config::Policy {
+            dir: args.policy.clone(),
+        },
+        &config::Limits::default(),
+    )?;
+    let report = recording.replay(&policy);
+    if report.replayed == 0 {
+        anyhow::bail!(
+            "none of the {} recorded requests carries its policy input: replay needs records written at audit.level: request",
+            recording.requests.len()
+        );
+    }
+    match args.format {
+        Format::Text => print!("{}", report.text()),
+        Format::Json => println!("{}", report.json()),
+    }
+    Ok(if report.changed() == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     match audit::verify_report(&args.files) {
         Err(e) => {
             println!("{e}");

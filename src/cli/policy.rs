@@ -1,5 +1,5 @@
-//! `moat policy check|test|eval`: the policy author's tools. They compile
-//! and evaluate exactly as the gateway does.
+//! `moat policy check|test|eval|explain`: the policy author's tools. They
+//! compile and evaluate exactly as the gateway does.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,7 +7,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use crate::config;
-use crate::policy::{testing, Policy};
+use crate::policy::{explain, testing, Policy};
+use crate::replay::{Filter, Recording};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -32,6 +33,21 @@ pub enum Command {
         /// The policy directory (default: ./policies).
         #[arg(long)]
         dir: Option<PathBuf>,
+    },
+    /// Why one recorded request was decided as it was: its recorded input
+    /// and decision, and, under a policy directory, the deny messages and
+    /// the `allow` rules that hold for that input. The request id is the
+    /// `X-Moat-Request-Id` the client received.
+    Explain {
+        /// Audit log files to look in (repeat for rotated files).
+        #[arg(long = "audit", required = true, value_name = "FILE")]
+        audit: Vec<PathBuf>,
+        /// The request id.
+        #[arg(long, value_name = "REQUEST_ID")]
+        id: String,
+        /// The policy directory to decide it under (default: ./policies).
+        #[arg(long, value_name = "DIR")]
+        policy: Option<PathBuf>,
     },
 }
 
@@ -83,6 +99,7 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Explain { audit, id, policy } => explain(&audit, &id, policy),
         Command::Eval { input, dir } => {
             let dir = dir_or_default(dir);
             let text = std::fs::read_to_string(&input)
@@ -119,4 +136,74 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             })
         }
     }
+}
+
+fn explain(files: &[PathBuf], id: &str, dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let recording = Recording::read(files, &Filter::default())?;
+    let rec = recording.find(id)?;
+    println!(
+        "request {} at {}: {} {} ({}) by {}",
+        rec.id,
+        rec.ts,
+        rec.method,
+        rec.uri,
+        rec.operation,
+        rec.user.as_deref().unwrap_or("(not authenticated)")
+    );
+    match &rec.decision {
+        Some(d) => {
+            println!(
+                "recorded: {} (policy revision {})",
+                if d.allow { "ALLOW" } else { "DENY" },
+                rec.policy_revision
+            );
+            for r in &d.reasons {
+                println!("  {r}");
+            }
+        }
+        None => {
+            println!("recorded: refused before the policy was asked");
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
+    let Some(input) = &rec.input else {
+        anyhow::bail!(
+            "request {id} was recorded without its policy input (audit.level: metadata): set audit.level: request to explain decisions"
+        );
+    };
+    println!("input:");
+    println!("{}", serde_json::to_string_pretty(input)?);
+    let dir = dir_or_default(dir);
+    let policy = Policy::load(
+        &config::Policy { dir: dir.clone() },
+        &config::Limits::default(),
+    )?;
+    let user = rec.user.as_deref().unwrap_or("anonymous");
+    let now = policy.decide_input(input.clone(), &rec.operation, user);
+    println!(
+        "under {} (revision {}): {}",
+        dir.display(),
+        now.revision,
+        if now.allow { "ALLOW" } else { "DENY" }
+    );
+    if !now.reasons.is_empty() {
+        println!("  deny messages:");
+        for r in &now.reasons {
+            println!("    {r}");
+        }
+    }
+    let rules = explain::allow_rules(&dir, input)?;
+    let holding: Vec<_> = rules.iter().filter(|r| r.holds).collect();
+    if holding.is_empty() {
+        println!(
+            "  no allow rule holds for this input ({} checked)",
+            rules.len()
+        );
+    } else {
+        println!("  allow rules that hold:");
+        for r in holding {
+            println!("    {}:{}: {}", r.file, r.line, r.head);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

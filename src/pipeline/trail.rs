@@ -57,6 +57,7 @@ impl Trail {
                 },
                 decision: None,
                 response: None,
+                input: None,
             },
             readonly_op: req.method() == Method::GET || req.method() == Method::HEAD,
             decision_written: false,
@@ -92,6 +93,12 @@ impl Trail {
 
     pub(super) fn body(&mut self, body: Option<&serde_json::Value>) {
         self.record.request.body = body.cloned();
+    }
+
+    /// The policy input the decision was made on (audit.level `request`),
+    /// for `moat audit replay` and `moat policy explain`.
+    pub(super) fn input(&mut self, input: serde_json::Value) {
+        self.record.input = Some(input);
     }
 
     pub(super) fn decision(&mut self, d: &Decision) {
@@ -186,6 +193,10 @@ impl Trail {
     ) -> Option<Completion> {
         self.set_response(|r| r.status = status.as_u16());
         self.record.stage = Stage::Complete;
+        if self.decision_written {
+            // The decision record carries it; the completion need not repeat it.
+            self.record.input = None;
+        }
         let overhead = self
             .forwarded_at
             .map(|t| t.duration_since(started))

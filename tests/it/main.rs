@@ -13,4 +13,5 @@ mod gateway;
 mod identity;
 mod limits;
 mod policy;
+mod replay;
 mod up;
