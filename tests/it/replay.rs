@@ -191,6 +191,8 @@ fn replay_of_a_recorded_session_shows_exactly_what_a_policy_change_does() {
     let out = moat_cli(&["audit", "replay", "--policy", &candidate_arg, &audit_arg]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let shown = String::from_utf8_lossy(&out.stdout);
+    // Shown with --nocapture: a real replay summary.
+    println!("{shown}");
     assert!(
         shown.starts_with(&format!(
             "replayed {} requests: 2 newly denied, 1 newly allowed, 0 with different deny messages",
