@@ -65,6 +65,8 @@ impl Inspected {
 pub enum BodyError {
     #[error("request body is larger than {limit} bytes, the most moat inspects (limits.max_inspect_body_bytes)")]
     TooLarge { limit: usize },
+    #[error("request body not received within {} (limits.body_read_timeout): send it at once, or ask an admin to raise the limit", humantime::format_duration(*.after))]
+    Timeout { after: std::time::Duration },
     #[error("request body could not be read: {0}")]
     Read(String),
     #[error("request body is not valid JSON: {0}")]
@@ -103,6 +105,7 @@ impl BodyError {
     pub fn status(&self) -> StatusCode {
         match self {
             BodyError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            BodyError::Timeout { .. } => StatusCode::REQUEST_TIMEOUT,
             _ => StatusCode::BAD_REQUEST,
         }
     }

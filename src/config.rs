@@ -29,7 +29,7 @@ pub use auth::{
     Auth, CertGroups, CertUser, CertificateAuth, TokenAlgorithm, TokenClaims, TokenKey, Tokens,
 };
 pub use engine::{Bundled, Engine};
-pub use limits::Limits;
+pub use limits::{IdentityLimits, IdentityOverride, Limits, Unauthenticated};
 pub use listen::{ClientCert, Listen, Metrics, Tls};
 pub use log::{Log, LogFormat};
 pub use policy::Policy;
@@ -205,6 +205,32 @@ mod tests {
             );
             let err = parse(&text).unwrap_err().to_string();
             assert!(err.contains("engine.bundled.extra_args"), "{arg}: {err}");
+        }
+    }
+
+    #[test]
+    fn admission_limits_parse_and_nonsense_is_refused() {
+        let c = parse(&format!(
+            "{MINIMAL}limits:\n  max_connections: 40\n  unauthenticated:\n    max_per_source: 4\n    grace: 50ms\n  identity:\n    rate: 10\n  groups:\n    ci:\n      burst: 100\n"
+        ))
+        .unwrap();
+        assert_eq!(c.limits.unauthenticated.budget(40), 10);
+        assert_eq!(c.limits.unauthenticated.grace(), Duration::from_millis(50));
+        assert_eq!(c.limits.groups["ci"].burst, Some(100));
+        for (bad, key) in [
+            ("  identity:\n    rate: 0\n", "limits.identity"),
+            ("  identity:\n    max_streams: 0\n", "limits.identity"),
+            ("  groups:\n    ci:\n      burst: 0\n", "limits.groups"),
+            (
+                "  unauthenticated:\n    max_connections: 5000\n",
+                "limits.unauthenticated.max_connections",
+            ),
+            ("  identity:\n    max_conns: 3\n", "max_conns"),
+        ] {
+            let err = parse(&format!("{MINIMAL}limits:\n{bad}"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{bad}: {err}");
         }
     }
 

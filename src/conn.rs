@@ -19,14 +19,19 @@ use tokio::sync::futures::Notified;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::admission::ConnAdmission;
 use crate::identity::CertInfo;
 
 /// What the pipeline knows about the connection a request arrived on.
 pub struct ConnInfo {
     pub peer: SocketAddr,
     pub cert: Option<Arc<CertInfo>>,
-    /// Cancelled to close this connection (revocation, forced shutdown).
+    /// Cancelled to close this connection (revocation, forced shutdown,
+    /// eviction from the pre-authentication budget).
     pub cancel: CancellationToken,
+    /// Unauthenticated (in the pre-authentication budget) or counted for
+    /// an identity.
+    pub admission: ConnAdmission,
     in_flight: AtomicUsize,
     last_active: Mutex<Instant>,
     /// Notified when the last request in flight has finished.
@@ -37,11 +42,17 @@ pub struct ConnInfo {
 }
 
 impl ConnInfo {
-    pub fn new(peer: SocketAddr, cert: Option<Arc<CertInfo>>, cancel: CancellationToken) -> Self {
+    pub fn new(
+        peer: SocketAddr,
+        cert: Option<Arc<CertInfo>>,
+        cancel: CancellationToken,
+        admission: ConnAdmission,
+    ) -> Self {
         ConnInfo {
             peer,
             cert,
             cancel,
+            admission,
             in_flight: AtomicUsize::new(0),
             last_active: Mutex::new(Instant::now()),
             idle: Notify::new(),

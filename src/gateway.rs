@@ -13,6 +13,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::admission::Admission;
 use crate::audit::Auditor;
 use crate::config::Config;
 use crate::conn::Connections;
@@ -49,6 +50,8 @@ pub struct Gateway {
     /// bundled one, not running while it (re)starts.
     pub engine: Arc<EngineStatus>,
     pub connections: Arc<Connections>,
+    /// The pre-authentication budget and the per-identity limits.
+    pub admission: Admission,
     /// Fired after the grace period: closes streams and hijacked sessions.
     pub force_close: CancellationToken,
     /// Tracks every connection and hijack task.
@@ -67,6 +70,7 @@ impl Gateway {
         let policy =
             Arc::new(Policy::load(&config.policy, &config.limits)?.with_metrics(metrics.clone()));
         let audit = Auditor::open(&config.audit, metrics.clone()).await?;
+        let admission = Admission::new(&config.limits, metrics.clone());
         Ok(Gateway {
             tls,
             auth: Authenticator::new(&config.auth.certificate, tokens),
@@ -76,6 +80,7 @@ impl Gateway {
             upstream: Upstream::new(config.engine.socket.clone()),
             engine,
             connections: Arc::new(Connections::default()),
+            admission,
             force_close: CancellationToken::new(),
             tasks: TaskTracker::new(),
             config,

@@ -6,7 +6,9 @@
 //! that strings them together is [`pipeline::handle`]):
 //!
 //! 1. [`server`]: the TCP listener, connection limits, idle keep-alive
-//!    connections parked without HTTP buffers, graceful shutdown.
+//!    connections parked without HTTP buffers, graceful shutdown. New
+//!    connections enter [`admission`]'s pre-authentication budget, and
+//!    count for their identity once it is known.
 //! 2. [`tls`]: mutual TLS (rustls), with certificates and CRL reloaded on
 //!    change ([`reload`]) and client chains verified once per
 //!    certificate and configuration ([`tls::verify`]).
@@ -14,7 +16,8 @@
 //!    token ([`identity::token`]).
 //! 4. [`pipeline`]: the HTTP request path, one readable function.
 //! 5. [`classify`]: which Engine API operation this is, exactly as the
-//!    daemon routes it.
+//!    daemon routes it; then the identity's limits ([`admission`]:
+//!    requests in flight, streams, rate).
 //! 6. [`body`]: the request body, read whole and parsed strictly where the
 //!    policy must see it, streamed where it is an upload.
 //! 7. [`policy`]: the Rego decision.
@@ -40,6 +43,7 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod admission;
 pub mod audit;
 pub mod body;
 pub mod classify;

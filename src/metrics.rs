@@ -82,6 +82,14 @@ pub struct Metrics {
     audit_write_errors: Counter,
     audit_fsyncs: Counter,
     engine_up: Gauge,
+    unauthenticated_open: Gauge,
+    unauthenticated_evictions: Counter,
+    limit_rejections: Family<LimitLabels, Counter>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LimitLabels {
+    limit: &'static str,
 }
 
 impl Default for Metrics {
@@ -191,6 +199,24 @@ impl Metrics {
             "1 when the Docker engine answered its last check, else 0",
             engine_up.clone(),
         );
+        let unauthenticated_open = Gauge::default();
+        registry.register(
+            "moat_unauthenticated_connections",
+            "Client connections open that have not proven an identity yet (handshake, or no valid token yet)",
+            unauthenticated_open.clone(),
+        );
+        let unauthenticated_evictions = Counter::default();
+        registry.register(
+            "moat_unauthenticated_evictions",
+            "Unauthenticated connections closed to admit a new connection (limits.unauthenticated)",
+            unauthenticated_evictions.clone(),
+        );
+        let limit_rejections = Family::<LimitLabels, Counter>::default();
+        registry.register(
+            "moat_limit_rejections",
+            "Connections and requests refused over a per-identity limit, by limit (connections, requests_in_flight, streams, rate)",
+            limit_rejections.clone(),
+        );
         registry.register(
             "moat_build",
             "moat build information",
@@ -218,6 +244,9 @@ impl Metrics {
             audit_write_errors,
             audit_fsyncs,
             engine_up,
+            unauthenticated_open,
+            unauthenticated_evictions,
+            limit_rejections,
         }
     }
 
@@ -321,6 +350,21 @@ impl Metrics {
     pub fn hijack_ended(&self) {
         self.hijacked_active.dec();
     }
+    /// How many connections are unauthenticated now.
+    pub fn unauthenticated_open(&self, n: usize) {
+        self.unauthenticated_open
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+    pub fn unauthenticated_eviction(&self) {
+        self.unauthenticated_evictions.inc();
+    }
+    /// A connection or request refused over a per-identity limit; `limit`
+    /// is a fixed word (never a user name: the label set stays bounded).
+    pub fn limit_rejected(&self, limit: &'static str) {
+        self.limit_rejections
+            .get_or_create(&LimitLabels { limit })
+            .inc();
+    }
     pub fn engine_up(&self, up: bool) {
         self.engine_up.set(i64::from(up));
     }
@@ -406,6 +450,7 @@ mod tests {
             Duration::from_micros(90),
         );
         m.auth_failure("no_certificate");
+        m.limit_rejected("rate");
         let text = m.encode();
         for name in [
             "moat_requests_total{",
@@ -424,6 +469,9 @@ mod tests {
             "moat_audit_write_errors_total",
             "moat_audit_fsyncs_total",
             "moat_engine_up",
+            "moat_unauthenticated_connections",
+            "moat_unauthenticated_evictions_total",
+            "moat_limit_rejections_total{limit=\"rate\"}",
             "moat_build_info{version=\"",
         ] {
             assert!(

@@ -1,7 +1,7 @@
 //! The request path, top to bottom in one function: [`handle`].
 //!
 //! check the head → authenticate → classify → admit (engine up, framing,
-//! upgrade) → read/inspect the body → *[effective request]* → decide →
+//! upgrade) → the identity's limits → read/inspect the body → *[effective request]* → decide →
 //! audit the decision → enforce → *[ownership]* → forward or hijack →
 //! respond (and audit the completion when the response has ended).
 //!
@@ -28,9 +28,10 @@ use http::request::Parts;
 use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
 
+use crate::admission::{self, Admission, Held};
 use crate::body::{self, Inspected};
 use crate::classify::{self, Route};
-use crate::config::AuditLevel;
+use crate::config::{AuditLevel, Limits};
 use crate::conn::ConnInfo;
 use crate::engine::EngineStatus;
 use crate::forward::{stream_body, Upstream};
@@ -78,6 +79,10 @@ async fn stages(
     // 1. Who is asking.
     let identity = authenticate(&gw.auth, &gw.metrics, conn, &req)?;
     trail.identity(&identity);
+    // The connection counts for this identity from now on (a token's; a
+    // certificate's did from its handshake), or closes over its limit.
+    gw.admission
+        .authenticate(&conn.admission, &identity.name, &identity.groups)?;
 
     // 2. What they ask for, exactly as the daemon will route it, and
     //    whether it can be taken in at all.
@@ -85,16 +90,11 @@ async fn stages(
     trail.route(&route);
     admit(&gw.engine, &req)?;
     let upgrade = Upgrade::take(&mut req, &route)?;
+    trail.hold(limit(&gw.admission, &identity, &route, upgrade.is_some())?);
 
     // 3. The body the policy must see (uploads stream untouched).
     let (parts, incoming) = req.into_parts();
-    let inspected = body::inspect(
-        route.op,
-        &parts.headers,
-        incoming,
-        limits.max_inspect_body_bytes,
-    )
-    .await?;
+    let inspected = read_body(&route, &parts, incoming, limits).await?;
     upgrade::require(upgrade.as_ref(), &route, inspected.json())?;
     if gw.config.audit.level == AuditLevel::Request {
         trail.body(inspected.json());
@@ -171,6 +171,39 @@ fn admit<B>(engine: &EngineStatus, req: &Request<B>) -> Result<(), Rejection> {
     }
     body::check_framing(req.headers())?;
     Ok(())
+}
+
+/// Step 2, last: the identity's limits (requests in flight and rate, or
+/// streams); the request counts until its completion (response or session
+/// ended), which holds the returned count.
+fn limit(
+    admission: &Admission,
+    identity: &Identity,
+    route: &Route,
+    upgrade: bool,
+) -> Result<Held, Rejection> {
+    let kind = admission::kind(route, upgrade);
+    Ok(admission.begin(&identity.name, &identity.groups, kind)?)
+}
+
+/// Step 3: the body, inspected, within `limits.body_read_timeout`.
+async fn read_body(
+    route: &Route,
+    parts: &Parts,
+    incoming: Incoming,
+    limits: &Limits,
+) -> Result<Inspected, Rejection> {
+    let read = body::inspect(
+        route.op,
+        &parts.headers,
+        incoming,
+        limits.max_inspect_body_bytes,
+    );
+    let after = limits.body_read_timeout;
+    let inspected = tokio::time::timeout(after, read)
+        .await
+        .map_err(|_| body::BodyError::Timeout { after })??;
+    Ok(inspected)
 }
 
 /// Step 4: the policy's decision on the request as inspected, and, when

@@ -39,6 +39,8 @@ pub enum Rejection {
     Engine(#[from] ForwardError),
     #[error("the container engine is restarting; try again in a few seconds")]
     EngineRestarting,
+    #[error(transparent)]
+    Limit(#[from] crate::admission::Over),
 }
 
 impl Rejection {
@@ -54,6 +56,7 @@ impl Rejection {
             Rejection::Denied(_) => StatusCode::FORBIDDEN,
             Rejection::Audit(_) | Rejection::EngineRestarting => StatusCode::SERVICE_UNAVAILABLE,
             Rejection::Engine(e) => e.status(),
+            Rejection::Limit(_) => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 }
@@ -79,6 +82,16 @@ pub fn error_response(rejection: &Rejection) -> Response<ResBody> {
             HeaderValue::from_static("Bearer realm=\"moat\""),
         );
     }
+    if let Rejection::Limit(over) = rejection {
+        if let Ok(v) = HeaderValue::from_str(&over.retry_after.as_secs().max(1).to_string()) {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        if over.limit == crate::admission::Limit::Connections {
+            // The connection is over its identity's limit: it closes.
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+    }
     resp
 }
 
@@ -91,6 +104,23 @@ mod tests {
         let r = error_response(&Rejection::Denied("no policy rule allows X for bob".into()));
         assert_eq!(r.status(), StatusCode::FORBIDDEN);
         assert_eq!(r.headers()[header::CONTENT_TYPE], "application/json");
+    }
+
+    #[test]
+    fn limits_answer_429_with_retry_after_and_close_over_connections() {
+        use crate::admission::{Limit, Over};
+        let over = |limit| Over {
+            limit,
+            identity: "ci".into(),
+            value: "2".into(),
+            retry_after: std::time::Duration::from_secs(3),
+        };
+        let r = error_response(&Rejection::Limit(over(Limit::Rate)));
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "3");
+        assert!(!r.headers().contains_key(header::CONNECTION));
+        let r = error_response(&Rejection::Limit(over(Limit::Connections)));
+        assert_eq!(r.headers()[header::CONNECTION], "close");
     }
 
     #[test]

@@ -3,10 +3,14 @@
 //! shuts all of it down gracefully.
 //!
 //! Limits on what an attacker controls: at most `limits.max_connections`
-//! connections (more wait in the kernel backlog), `limits.handshake_timeout`
+//! connections (more wait in the kernel backlog, unless an unauthenticated
+//! connection can be evicted to make room: see [`crate::admission`]; each
+//! new connection enters its pre-authentication budget, and counts for its
+//! identity once its certificate names one), `limits.handshake_timeout`
 //! for the handshake, `limits.header_read_timeout` and
 //! `limits.max_header_bytes`/`max_headers` for each request head, and
-//! `limits.idle_timeout` for a keep-alive connection with nothing in flight.
+//! `limits.idle_timeout` for a keep-alive connection with nothing in flight,
+//! `limits.write_timeout` for a client that stops reading (see `server/deadline.rs`).
 //! Such an idle connection is parked without its HTTP buffers ([`park`]), so
 //! many idle clients cost little memory.
 //!
@@ -20,6 +24,7 @@
 //! [`crate::gateway`], each connection's facts in [`crate::conn`], and reloads
 //! (file changes, SIGHUP) in [`crate::reload`].
 
+mod deadline;
 mod park;
 
 use std::net::SocketAddr;
@@ -36,6 +41,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use crate::admission::ConnAdmission;
 use crate::config::Config;
 use crate::conn::{ConnInfo, Connections};
 use crate::engine::EngineStatus;
@@ -155,22 +161,34 @@ impl Server {
         tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "moat listening (mutual TLS)");
         let limit = Arc::new(Semaphore::new(gateway.config.limits.max_connections));
         loop {
-            let permit = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-            };
             let accepted = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 a = listener.accept() => a,
             };
             match accepted {
                 Ok((tcp, peer)) => {
+                    let Some(permit) = slot(&limit, &gateway.admission.pool, &shutdown).await
+                    else {
+                        break;
+                    };
+                    // Counted as unauthenticated until it proves an identity;
+                    // evicting the oldest unauthenticated one when full.
+                    let cancel = gateway.force_close.child_token();
+                    let place = tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        p = gateway.admission.pool.admit(peer.ip(), cancel.clone()) => p,
+                    };
+                    let admitted = Admitted {
+                        permit,
+                        place,
+                        cancel,
+                    };
                     let gw = gateway.clone();
                     let conns = gateway.connections.clone();
                     let stop = shutdown.clone();
                     gateway
                         .tasks
-                        .spawn(connection(gw, conns, tcp, peer, permit, stop));
+                        .spawn(connection(gw, conns, tcp, peer, admitted, stop));
                 }
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
@@ -200,25 +218,134 @@ impl Server {
     }
 }
 
+/// A slot among `limits.max_connections` for a connection just accepted.
+/// When none is free, an unauthenticated connection is evicted to make
+/// room (see [`crate::admission::pool`]); with none of those, the new
+/// connection waits for one to close. `None` on shutdown.
+async fn slot(
+    limit: &Arc<Semaphore>,
+    pool: &crate::admission::Pool,
+    shutdown: &CancellationToken,
+) -> Option<OwnedSemaphorePermit> {
+    if let Ok(p) = limit.clone().try_acquire_owned() {
+        return Some(p);
+    }
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            p = limit.clone().acquire_owned() => return p.ok(),
+            _ = pool.evict_one() => {
+                // The evicted connection's slot comes back as its task ends;
+                // evict another only if it does not.
+                tokio::select! {
+                    _ = shutdown.cancelled() => return None,
+                    p = limit.clone().acquire_owned() => return p.ok(),
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                }
+            }
+        }
+    }
+}
+
+/// What the accept loop gives a new connection: its slot, its place among
+/// the unauthenticated connections, and the token that closes it.
+struct Admitted {
+    permit: OwnedSemaphorePermit,
+    place: crate::admission::Unauth,
+    cancel: CancellationToken,
+}
+
 async fn connection(
     gw: Arc<Gateway>,
     conns: Arc<Connections>,
     tcp: TcpStream,
     peer: SocketAddr,
-    _permit: OwnedSemaphorePermit,
+    admitted: Admitted,
     shutdown: CancellationToken,
 ) {
+    let Admitted {
+        permit: _permit,
+        place,
+        cancel,
+    } = admitted;
     // Boxed, like the serving below: a connection's task is allocated at the
     // size of its largest state, and the handshake's is the largest by far;
     // boxed, it is freed once the handshake is done.
-    let Some((tls, cert)) = Box::pin(accept_tls(&gw, tcp, peer)).await else {
+    let handshake = Box::pin(accept_tls(&gw, tcp, peer));
+    let accepted = tokio::select! {
+        a = handshake => a,
+        _ = cancel.cancelled() => {
+            tracing::debug!(%peer, "unauthenticated connection evicted during its handshake");
+            return;
+        }
+    };
+    let Some((tls, cert)) = accepted else {
         return;
     };
-    let info = Arc::new(ConnInfo::new(peer, cert, gw.force_close.child_token()));
+    let admission = ConnAdmission::unauthenticated(place);
+    // A certificate that verified and names a user authenticates the
+    // connection; over that identity's connection limit, it closes now.
+    if let Some(Ok(names)) = cert.as_ref().map(|c| &c.names) {
+        let user = names.user.as_str();
+        let groups: Vec<String> = names.groups.iter().map(|g| g.as_str().into()).collect();
+        if let Err(over) = gw.admission.authenticate(&admission, user, &groups) {
+            if let Some(c) = &cert {
+                audit_refused_connection(&gw, peer, c, user, &groups, &over);
+            }
+            close(tls).await;
+            return;
+        }
+    }
+    let info = Arc::new(ConnInfo::new(peer, cert, cancel, admission));
     let _registered = conns.register(info.clone());
     gw.metrics.connection_opened();
     Box::pin(serve_http(&gw, &info, tls, &shutdown)).await;
     gw.metrics.connection_closed();
+}
+
+/// Audits a connection closed over its identity's connection limit.
+fn audit_refused_connection(
+    gw: &Gateway,
+    peer: SocketAddr,
+    cert: &CertInfo,
+    user: &str,
+    groups: &[String],
+    over: &crate::admission::Over,
+) {
+    use crate::audit::{DecisionRecord, Record, RequestRecord, Stage, UserRecord};
+    let record = Record {
+        id: hex::encode(rand::random::<[u8; 16]>()),
+        stage: Stage::Decision,
+        user: Some(UserRecord {
+            name: user.to_string(),
+            groups: groups.to_vec(),
+            auth_method: crate::identity::AuthMethod::Certificate,
+            cert_serial: Some(cert.serial.clone()),
+            token_id: None,
+        }),
+        client: peer.to_string(),
+        request: RequestRecord {
+            method: String::new(),
+            uri: String::new(),
+            operation: "Connection".into(),
+            params: Default::default(),
+            body: None,
+        },
+        decision: Some(DecisionRecord {
+            allow: false,
+            reasons: vec![over.to_string()],
+            policy_revision: String::new(),
+        }),
+        response: None,
+        input: None,
+    };
+    match gw.audit.submit(record) {
+        Ok(None) => {}
+        Ok(Some(wait_for_room)) => {
+            gw.tasks.spawn(wait_for_room);
+        }
+        Err(e) => tracing::error!(error = %e, "connection refusal not audited"),
+    }
 }
 
 /// The TLS handshake within `limits.handshake_timeout`, and the client
@@ -351,7 +478,7 @@ async fn serve_http(
             info,
             stream,
             replay,
-            limits.idle_timeout,
+            limits,
             shutdown,
         ));
         match serving.await {
@@ -370,7 +497,7 @@ async fn serve_until_idle<S>(
     info: &Arc<ConnInfo>,
     mut stream: ClientStream,
     mut replay: Bytes,
-    idle_timeout: Duration,
+    limits: &crate::config::Limits,
     shutdown: &CancellationToken,
 ) -> Option<ClientStream>
 where
@@ -387,7 +514,11 @@ where
     let parking = Arc::new(AtomicBool::new(false));
     loop {
         parking.store(false, Ordering::Release);
-        let io = park::Parkable::new(TokioIo::new(stream), replay, parking.clone());
+        let io = park::Parkable::new(
+            deadline::WriteDeadline::new(TokioIo::new(stream), limits.write_timeout),
+            replay,
+            parking.clone(),
+        );
         let mut conn = builder.serve_connection(io, svc.clone()).with_upgrades();
         let mut draining = false;
         let mut park_at: Option<Instant> = None;
@@ -410,11 +541,11 @@ where
                     return None;
                 }
                 _ = info.idle(), if !draining && !parking.load(Ordering::Acquire) => {
-                    park_at = idle_deadline(info, idle_timeout);
+                    park_at = idle_deadline(info, limits.idle_timeout);
                 }
                 _ = sleep_until_or_never(park_at), if !draining && !parking.load(Ordering::Acquire) => {
                     // Busy again since (`None`): its end notifies anew.
-                    park_at = idle_deadline(info, idle_timeout);
+                    park_at = idle_deadline(info, limits.idle_timeout);
                     let Some(at) = park_at else { continue };
                     if Instant::now() < at {
                         continue;
@@ -441,7 +572,7 @@ where
         }
         let parts = conn.into_parts()?;
         let (io, unread) = parts.io.into_inner();
-        let s = io.into_inner();
+        let s = io.into_inner().into_inner();
         if !info.parkable() {
             // A request that came in meanwhile asked to close (or had a
             // body hyper may not have read): close as hyper would have.

@@ -196,6 +196,8 @@ impl World {
 
 /// Starts one moat (binary `bin`) as a child process in front of `socket`,
 /// with the shipped policy pack and audit on; returns its address and pid.
+/// `max_connections` is raised so that the memory phase's idle connections
+/// (one identity) fit within the per-identity default, half of it.
 fn start_moat(dir: &Path, pki: &Pki, socket: &Path, bin: &str, name: &str) -> (SocketAddr, u32) {
     let addr = free_port();
     let metrics = free_port();
@@ -207,7 +209,7 @@ fn start_moat(dir: &Path, pki: &Pki, socket: &Path, bin: &str, name: &str) -> (S
         &config,
         format!(
             "listen:\n  tcp: {addr}\ntls:\n  cert: {}\n  key: {}\n  client_ca: {}\n\
-             engine:\n  socket: {}\npolicy:\n  dir: {}\naudit:\n  file: {d}/{name}-audit/audit.log\n  sync: {sync}\n\
+             engine:\n  socket: {}\nlimits:\n  max_connections: 4096\npolicy:\n  dir: {}\naudit:\n  file: {d}/{name}-audit/audit.log\n  sync: {sync}\n\
              metrics:\n  listen: {metrics}\nlog:\n  level: warn\n",
             pki.server_cert.display(),
             pki.server_key.display(),

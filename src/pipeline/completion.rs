@@ -40,6 +40,8 @@ pub struct Completion {
     pub(super) hijack: Option<Arc<crate::hijack::Counters>>,
     pub(super) request_counter: Option<Arc<AtomicU64>>,
     pub(super) in_flight: Option<InFlight>,
+    /// The identity's count of this request (see [`crate::admission`]).
+    pub(super) held: Option<crate::admission::Held>,
 }
 
 impl Completion {
@@ -71,6 +73,7 @@ impl Completion {
         // Moved, not cloned: this is the last use of the record.
         let record = self.record;
         drop(self.in_flight.take());
+        drop(self.held.take());
         // Queued without waiting for the writer's answer: written and
         // fsynced like any record; the writer logs a failure.
         match gw.audit.submit(record) {

@@ -4,6 +4,7 @@
 //! turned into the [`Completion`] that writes the `complete` record when
 //! the response has ended.
 
+use crate::admission::Held;
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -38,6 +39,8 @@ pub(super) struct Trail {
     hijack: Option<Arc<Counters>>,
     hijack_done: Option<tokio::sync::oneshot::Sender<Completion>>,
     request_counter: Option<Arc<AtomicU64>>,
+    /// The identity's count of this request, until its completion.
+    held: Option<Held>,
 }
 
 impl Trail {
@@ -67,6 +70,7 @@ impl Trail {
             hijack: None,
             hijack_done: None,
             request_counter: None,
+            held: None,
         }
     }
 
@@ -134,6 +138,11 @@ impl Trail {
 
     pub(super) fn bytes_in(&mut self, n: u64) {
         self.set_response(|r| r.bytes_in = n);
+    }
+
+    /// Keeps the identity's count of this request until it completes.
+    pub(super) fn hold(&mut self, held: Held) {
+        self.held = Some(held);
     }
 
     pub(super) fn request_counter(&mut self, c: Arc<AtomicU64>) {
@@ -211,6 +220,7 @@ impl Trail {
             hijack: self.hijack,
             request_counter: self.request_counter,
             in_flight: Some(in_flight),
+            held: self.held,
         };
         match self.hijack_done {
             Some(tx) if status == StatusCode::SWITCHING_PROTOCOLS => {

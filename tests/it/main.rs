@@ -7,6 +7,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod admission;
 mod audit;
 mod faults;
 mod gateway;
@@ -14,4 +15,5 @@ mod identity;
 mod limits;
 mod policy;
 mod replay;
+mod slow_clients;
 mod up;
