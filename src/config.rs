@@ -214,7 +214,7 @@ mod tests {
             "{MINIMAL}limits:\n  max_connections: 40\n  unauthenticated:\n    max_per_source: 4\n    grace: 50ms\n  identity:\n    rate: 10\n  groups:\n    ci:\n      burst: 100\n"
         ))
         .unwrap();
-        assert_eq!(c.limits.unauthenticated.budget(40), 10);
+        assert_eq!(c.limits.unauthenticated.budget(40), 20);
         assert_eq!(c.limits.unauthenticated.grace(), Duration::from_millis(50));
         assert_eq!(c.limits.groups["ci"].burst, Some(100));
         for (bad, key) in [

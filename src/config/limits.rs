@@ -65,7 +65,7 @@ pub struct Limits {
 #[serde(deny_unknown_fields)]
 pub struct Unauthenticated {
     /// Most unauthenticated connections at once; when full, a new connection
-    /// evicts the oldest one. Default: a quarter of `limits.max_connections`.
+    /// evicts the oldest one. Default: half of `limits.max_connections`.
     #[serde(default)]
     pub max_connections: Option<usize>,
     /// Most unauthenticated connections from one source address; a new one
@@ -73,7 +73,7 @@ pub struct Unauthenticated {
     #[serde(default)]
     pub max_per_source: Option<usize>,
     /// How long an unauthenticated connection is safe from eviction. Default
-    /// 100ms; the accept loop waits rather than evict a younger one.
+    /// 250ms; the accept loop waits rather than evict a younger one.
     #[serde(default, with = "humantime_serde")]
     pub grace: Option<Duration>,
 }
@@ -82,12 +82,12 @@ impl Unauthenticated {
     /// The budget in force for `max_connections` total connections.
     pub fn budget(&self, max_connections: usize) -> usize {
         self.max_connections
-            .unwrap_or(max_connections / 4)
+            .unwrap_or(max_connections / 2)
             .clamp(1, max_connections.max(1))
     }
 
     pub fn grace(&self) -> Duration {
-        self.grace.unwrap_or(Duration::from_millis(100))
+        self.grace.unwrap_or(Duration::from_millis(250))
     }
 }
 

@@ -214,7 +214,7 @@ fn ping(addr: SocketAddr, bundle: &Bundle, authorization: Option<&str>) -> (u16,
 /// Waits (bounded) until the attack fills the pre-authentication budget
 /// and moat is evicting.
 fn until_attack_in_force(moat: &Moat, stage: Stage) {
-    let budget = (MAX_CONNECTIONS / 4) as f64;
+    let budget = (MAX_CONNECTIONS / 2) as f64;
     for _ in 0..300 {
         let m = scrape(moat);
         let full = match stage {
@@ -460,4 +460,44 @@ fn streams_count_as_streams_not_against_the_rate() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(ok, "the ended stream's place never came back");
+}
+
+#[test]
+fn a_token_connection_over_its_identitys_limit_gets_429_and_closes() {
+    let tokens = Tokens::new();
+    let moat = start(true, "  identity:\n    max_connections: 1\n", &tokens);
+    let bundle = pki().ca_only("ci");
+    let bearer = tokens.bearer("ci-bot");
+    let ping = format!("GET /_ping HTTP/1.1\r\nHost: x\r\nAuthorization: {bearer}\r\n\r\n");
+    let mut first = BufReader::new(raw::connect(moat.addr, &bundle).unwrap());
+    first.get_mut().write_all(ping.as_bytes()).unwrap();
+    assert_eq!(raw::read_response(&mut first).unwrap().status, 200);
+    // The identity is known only from the token: the second connection's
+    // first request is refused, and the connection closes.
+    let mut second = BufReader::new(raw::connect(moat.addr, &bundle).unwrap());
+    second.get_mut().write_all(ping.as_bytes()).unwrap();
+    let r = raw::read_response(&mut second).unwrap();
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert!(
+        r.body.contains("too many open connections for ci-bot"),
+        "{}",
+        r.body
+    );
+    let mut rest = Vec::new();
+    let end = second.read_to_end(&mut rest);
+    assert!(
+        end.is_ok() || matches!(end, Err(ref e) if e.kind() == std::io::ErrorKind::UnexpectedEof),
+        "the connection stayed open: {end:?}"
+    );
+    assert!(rest.is_empty());
+    // The first connection goes on.
+    first.get_mut().write_all(ping.as_bytes()).unwrap();
+    assert_eq!(raw::read_response(&mut first).unwrap().status, 200);
+    assert_eq!(
+        sample(
+            &scrape(&moat),
+            r#"moat_limit_rejections_total{limit="connections"}"#
+        ),
+        1.0
+    );
 }
