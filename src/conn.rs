@@ -132,7 +132,7 @@ impl Connections {
         let Ok(open) = self.open.lock() else { return 0 };
         let mut n = 0;
         for info in open.values() {
-            if info.cert.as_deref().is_some_and(&pred) {
+            if !info.cancel.is_cancelled() && info.cert.as_deref().is_some_and(&pred) {
                 info.cancel.cancel();
                 n += 1;
             }

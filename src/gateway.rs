@@ -67,6 +67,7 @@ impl Gateway {
             None => None,
         };
         let metrics = Arc::new(Metrics::new());
+        tls.count_revocations_in(metrics.revoked());
         let policy =
             Arc::new(Policy::load(&config.policy, &config.limits)?.with_metrics(metrics.clone()));
         let audit = Auditor::open(&config.audit, metrics.clone()).await?;

@@ -143,15 +143,10 @@ impl CertInfo {
         let (_, cert) =
             X509Certificate::from_der(der).map_err(|_| IdentityError::BadCertificate)?;
         let subject = cert.subject();
-        let mut links = Vec::with_capacity(chain.len());
-        for c in chain {
-            let (_, c) = X509Certificate::from_der(c).map_err(|_| IdentityError::BadCertificate)?;
-            links.push(ChainLink {
-                serial: serial_hex(c.raw_serial()),
-                issuer_der: c.issuer().as_raw().to_vec(),
-                subject: name::escape(&c.subject().to_string()),
-            });
-        }
+        let links = chain
+            .iter()
+            .map(|c| ChainLink::from_der(c))
+            .collect::<Result<Vec<_>, _>>()?;
         let not_after = cert
             .validity()
             .not_after
@@ -174,8 +169,19 @@ impl CertInfo {
     }
 }
 
+impl ChainLink {
+    pub fn from_der(der: &[u8]) -> Result<ChainLink, IdentityError> {
+        let (_, c) = X509Certificate::from_der(der).map_err(|_| IdentityError::BadCertificate)?;
+        Ok(ChainLink {
+            serial: serial_hex(c.raw_serial()),
+            issuer_der: c.issuer().as_raw().to_vec(),
+            subject: name::escape(&c.subject().to_string()),
+        })
+    }
+}
+
 /// Lower-case hex without leading zeros, as the CRL code prints serials.
-fn serial_hex(raw: &[u8]) -> String {
+pub fn serial_hex(raw: &[u8]) -> String {
     let s = hex::encode(raw);
     let t = s.trim_start_matches('0');
     if t.is_empty() {

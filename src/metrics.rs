@@ -53,6 +53,27 @@ struct ReasonLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RevokedLabels {
+    position: &'static str,
+    at: &'static str,
+}
+
+/// `moat_revoked_certificates_total{position, at}`: a client chain refused
+/// or cut off because a CRL revokes one of its certificates. `position` is
+/// `leaf` or `intermediate` (which certificate of the chain is revoked),
+/// `at` is `handshake` (a new connection refused) or `open_connection` (an
+/// open connection closed on a CRL reload). A handle the TLS verifier and
+/// the reload sweep hold.
+#[derive(Clone, Debug, Default)]
+pub struct RevokedCounter(Family<RevokedLabels, Counter>);
+
+impl RevokedCounter {
+    pub fn inc(&self, position: &'static str, at: &'static str) {
+        self.0.get_or_create(&RevokedLabels { position, at }).inc();
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct VersionLabels {
     version: &'static str,
 }
@@ -75,6 +96,7 @@ pub struct Metrics {
     auth_failures: Family<ReasonLabels, Counter>,
     auth_cache: RwLock<HashMap<String, Counter>>,
     tls_handshake_failures: Counter,
+    revoked: RevokedCounter,
     connections_active: Gauge,
     connections_parked: Gauge,
     hijacked_active: Gauge,
@@ -193,6 +215,12 @@ impl Metrics {
             "fsyncs of the audit log (one covers every line written before it)",
             audit_fsyncs.clone(),
         );
+        let revoked = RevokedCounter::default();
+        registry.register(
+            "moat_revoked_certificates",
+            "Client chains refused at the handshake or closed on a CRL reload because a CRL revokes one of their certificates, by position (leaf, intermediate) and when (handshake, open_connection)",
+            revoked.0.clone(),
+        );
         let engine_up = Gauge::default();
         registry.register(
             "moat_engine_up",
@@ -237,6 +265,7 @@ impl Metrics {
             auth_failures,
             auth_cache: RwLock::new(HashMap::new()),
             tls_handshake_failures,
+            revoked,
             connections_active,
             connections_parked,
             hijacked_active,
@@ -325,6 +354,11 @@ impl Metrics {
         });
         counter.inc();
         cache.insert(reason.to_owned(), counter);
+    }
+
+    /// The revocation counter, for the TLS verifier and the reload sweep.
+    pub fn revoked(&self) -> RevokedCounter {
+        self.revoked.clone()
     }
 
     pub fn tls_handshake_failure(&self) {

@@ -1,4 +1,4 @@
-//! moat's own certificate authority: `moat certs init|issue|revoke|list`,
+//! moat's own certificate authority: `moat certs init|intermediate|issue|revoke|list`,
 //! and the library functions behind them that `moat up` and the tests call.
 //!
 //! A PKI directory holds:
@@ -9,8 +9,23 @@
 //! | `ca-key.pem`      | the CA key (0600)                                 |
 //! | `server-cert.pem` | moat's server certificate                         |
 //! | `server-key.pem`  | its key (0600)                                    |
-//! | `crl.pem`         | the signed CRL (`tls.crl`), rebuilt on revoke     |
+//! | `crl.pem`         | the CRLs in force (`tls.crl`), rebuilt on revoke: |
+//! |                   | the CA's own and every intermediate's             |
+//! | `ca-crl.pem`      | the CA's own CRL                                  |
 //! | `index.json`      | every certificate issued, revoked or not          |
+//! | `intermediates/`  | one directory per intermediate CA (see below)     |
+//!
+//! An intermediate CA (`moat certs intermediate`, a two-level PKI without
+//! openssl) lives in `DIR/intermediates/NAME/`: its own `ca.pem` and
+//! `ca-key.pem`, `root.pem` (the root, which its client bundles carry as
+//! `ca.pem`), its own `crl.pem` and `index.json`. `moat certs issue --dir`
+//! on that directory issues client certificates whose `cert.pem` carries
+//! the intermediate after the leaf; `moat certs revoke --dir` on it revokes
+//! them; `moat certs revoke --dir DIR` with the intermediate's serial
+//! revokes the intermediate itself, and with it every certificate it
+//! issued. Each revocation rebuilds the root's `crl.pem`, so moat's single
+//! `tls.crl` always holds a CRL from every CA of the hierarchy (moat
+//! refuses chains with a CA whose CRL it does not have).
 //!
 //! Keys are ECDSA P-256. Serial numbers are 128 random bits. Client
 //! certificates carry the user in the subject CN and each group as its own
@@ -31,10 +46,11 @@
 
 mod ca;
 mod crl;
-mod der;
+pub mod der;
 mod files;
 mod index;
 mod instructions;
+mod intermediate;
 mod issue;
 mod token_key;
 
@@ -46,6 +62,7 @@ pub use der::DerError;
 pub(crate) use files::write_atomic;
 pub use index::{CertKind, Index, IndexEntry};
 pub use instructions::docker_instructions;
+pub use intermediate::{intermediate, IntermediateOptions, DEFAULT_INTERMEDIATE_DAYS};
 pub use issue::{issue, IssueOptions, IssuedBundle, DEFAULT_CLIENT_DAYS};
 pub use token_key::{generate_token_key, write_token_key, TokenKeyPair};
 
@@ -74,6 +91,8 @@ pub enum PkiError {
     },
     #[error("serial {serial} is not in {index}: moat only revokes certificates its CA issued")]
     UnknownSerial { serial: String, index: PathBuf },
+    #[error("{0}")]
+    Intermediate(String),
     #[error("--days must be at least 1")]
     InvalidDays,
     #[error("certificate generation failed: {0}")]
@@ -100,7 +119,11 @@ pub struct PkiPaths {
     pub server_cert: PathBuf,
     pub server_key: PathBuf,
     pub crl: PathBuf,
+    /// The CA's own CRL (`crl` is the bundle moat reads).
+    pub own_crl: PathBuf,
     pub index: PathBuf,
+    /// Present in an intermediate CA's directory only: the root.
+    pub root_cert: PathBuf,
 }
 
 impl PkiPaths {
@@ -112,8 +135,23 @@ impl PkiPaths {
             server_cert: dir.join("server-cert.pem"),
             server_key: dir.join("server-key.pem"),
             crl: dir.join("crl.pem"),
+            own_crl: dir.join("ca-crl.pem"),
             index: dir.join("index.json"),
+            root_cert: dir.join("root.pem"),
         }
+    }
+
+    /// Whether this directory holds an intermediate CA.
+    pub fn is_intermediate(&self) -> bool {
+        self.root_cert.exists()
+    }
+
+    /// The root directory of an intermediate (`ROOT/intermediates/NAME`).
+    pub fn root_dir(&self) -> Option<PathBuf> {
+        if !self.is_intermediate() {
+            return None;
+        }
+        self.dir.parent()?.parent().map(Path::to_path_buf)
     }
 }
 

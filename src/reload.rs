@@ -26,7 +26,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::conn::Connections;
 use crate::gateway::Gateway;
-use crate::tls::reload::{revoked_serials, watch_files, ReloadError};
+use crate::tls::reload::{watch_files, ReloadError};
+use crate::tls::revocation::RevokedSet;
 use crate::tls::{TlsError, TlsSettings};
 
 /// Retries of a failed rebuild (files mid-rotation), this far apart.
@@ -134,12 +135,13 @@ pub fn reload_tls(tls: &TlsSettings, connections: &Connections) -> Result<usize,
     Ok(close_revoked(tls, connections))
 }
 
-/// Closes open connections whose certificate serial is on `tls.crl`.
+/// Closes open connections with a certificate in their chain (the leaf or
+/// an intermediate) that `tls.crl` revokes; logs and counts which.
 pub fn close_revoked(tls: &TlsSettings, connections: &Connections) -> usize {
     let Some(crl) = tls.crl_path() else {
         return 0;
     };
-    let revoked = match revoked_serials(crl) {
+    let revoked = match RevokedSet::load(crl) {
         Ok(r) => r,
         Err(e) => {
             tracing::error!(error = %e, "cannot read the CRL to close revoked connections");
@@ -149,7 +151,23 @@ pub fn close_revoked(tls: &TlsSettings, connections: &Connections) -> usize {
     if revoked.is_empty() {
         return 0;
     }
-    let n = connections.close_matching(|c| revoked.contains(&c.serial));
+    let n = connections.close_matching(|c| match revoked.find(&c.chain) {
+        Some(found) => {
+            if let Some(counter) = tls.revoked_counter() {
+                counter.inc(found.position(), "open_connection");
+            }
+            tracing::info!(
+                position = found.position(),
+                depth = found.depth,
+                serial = %found.serial,
+                subject = %found.subject,
+                leaf_serial = %c.serial,
+                "closing a connection: a CRL revokes this certificate of its chain"
+            );
+            true
+        }
+        None => false,
+    });
     if n > 0 {
         tracing::info!(
             closed = n,

@@ -6,6 +6,18 @@
 //! against `tls.client_ca` (required unless `tls.client_cert: optional`) and,
 //! when `tls.crl` is set, checked against it.
 //!
+//! Revocation covers the whole chain: every certificate of the client's
+//! path below the trust anchor (the leaf and each intermediate) is looked
+//! up in the CRLs of `tls.crl`, and a chain with a certificate whose issuer
+//! has no CRL there is refused (its status is unknown; moat fails closed).
+//! So with `tls.crl` set, the file must hold a CRL from every CA that
+//! issues client certificates or intermediates: the root's and each
+//! intermediate's (`moat certs` writes that bundle). Trust anchors in
+//! `tls.client_ca` are never checked against a CRL (they are trusted as
+//! configured): put only roots there, never an intermediate you may have
+//! to revoke. Which certificate of a refused chain was revoked is logged
+//! and counted ([`revocation`]).
+//!
 //! No session resumption (no tickets, no session cache): every connection
 //! presents its certificate and is checked against the CA and CRL in force
 //! at that moment. The docker CLI never resumes a session anyway, and
@@ -19,10 +31,11 @@
 //! instructions where SHA-384 has none.
 
 pub mod reload;
+pub mod revocation;
 pub mod verify;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use arc_swap::ArcSwap;
 use rustls::server::WebPkiClientVerifier;
@@ -31,6 +44,8 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 
 use crate::config::{self, ClientCert};
+use crate::metrics::RevokedCounter;
+use revocation::RevokedSet;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -53,14 +68,28 @@ pub fn install_crypto_provider() {
 pub struct TlsSettings {
     source: config::Tls,
     current: ArcSwap<ServerConfig>,
+    /// Counts revoked chains; set once the metrics exist.
+    revoked_counter: Arc<OnceLock<RevokedCounter>>,
 }
 
 impl TlsSettings {
     pub fn load(source: &config::Tls) -> Result<Self, TlsError> {
+        let revoked_counter = Arc::new(OnceLock::new());
         Ok(Self {
-            current: ArcSwap::new(build(source)?),
+            current: ArcSwap::new(build_counted(source, &revoked_counter)?),
             source: source.clone(),
+            revoked_counter,
         })
+    }
+
+    /// Counts revoked chains (at the handshake and on reload) in `counter`.
+    pub fn count_revocations_in(&self, counter: RevokedCounter) {
+        let _ = self.revoked_counter.set(counter);
+    }
+
+    /// The revocation counter, if set.
+    pub fn revoked_counter(&self) -> Option<&RevokedCounter> {
+        self.revoked_counter.get()
     }
 
     /// The configuration a new handshake should use.
@@ -71,7 +100,8 @@ impl TlsSettings {
     /// Rebuilds from the files on disk. On error the previous configuration
     /// stays in force.
     pub fn reload(&self) -> Result<(), TlsError> {
-        self.current.store(build(&self.source)?);
+        self.current
+            .store(build_counted(&self.source, &self.revoked_counter)?);
         Ok(())
     }
 
@@ -125,6 +155,13 @@ pub fn load_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static
 
 /// Builds a complete server configuration from the files on disk.
 pub fn build(cfg: &config::Tls) -> Result<Arc<ServerConfig>, TlsError> {
+    build_counted(cfg, &Arc::new(OnceLock::new()))
+}
+
+fn build_counted(
+    cfg: &config::Tls,
+    revoked_counter: &Arc<OnceLock<RevokedCounter>>,
+) -> Result<Arc<ServerConfig>, TlsError> {
     install_crypto_provider();
     let chain = load_certs(&cfg.cert, "tls.cert")?;
     let key =
@@ -136,10 +173,14 @@ pub fn build(cfg: &config::Tls) -> Result<Arc<ServerConfig>, TlsError> {
             .map_err(|e| file_err(&cfg.client_ca, "tls.client_ca", e))?;
     }
     let mut verifier = WebPkiClientVerifier::builder(Arc::new(roots));
+    let mut revoked = None;
     if let Some(crl) = &cfg.crl {
-        verifier = verifier
-            .with_crls(load_crls(crl)?)
-            .only_check_end_entity_revocation();
+        // Every certificate of the chain is checked (webpki's default depth),
+        // and an unknown status (no CRL from its issuer) is refused (webpki's
+        // default policy): neither is relaxed here.
+        let crls = load_crls(crl)?;
+        revoked = Some(Arc::new(RevokedSet::from_crls(crl, &crls)?));
+        verifier = verifier.with_crls(crls);
     }
     if cfg.client_cert == ClientCert::Optional {
         verifier = verifier.allow_unauthenticated();
@@ -147,7 +188,9 @@ pub fn build(cfg: &config::Tls) -> Result<Arc<ServerConfig>, TlsError> {
     let verifier = verifier
         .build()
         .map_err(|e| TlsError::Config(format!("client certificate verifier: {e}")))?;
-    let verifier = Arc::new(verify::CachedVerifier::new(verifier));
+    let verifier = Arc::new(
+        verify::CachedVerifier::new(verifier).with_revocation(revoked, revoked_counter.clone()),
+    );
     let mut server = ServerConfig::builder_with_provider(Arc::new(provider()))
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| TlsError::Config(format!("protocol versions: {e}")))?

@@ -1,4 +1,5 @@
-//! `moat certs init|issue|revoke|list`: the command line over [`crate::pki`].
+//! `moat certs init|intermediate|issue|revoke|list`: the command line over
+//! [`crate::pki`].
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -23,6 +24,19 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Create an intermediate CA under the root in DIR, in DIR/intermediates/NAME
+    /// (pass that directory to `issue` and `revoke`).
+    Intermediate {
+        /// The root's PKI directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The intermediate's name: letters, digits, '.', '_', '-'.
+        #[arg(long)]
+        name: String,
+        /// Validity in days.
+        #[arg(long, default_value_t = pki::DEFAULT_INTERMEDIATE_DAYS)]
+        days: u32,
+    },
     /// Issue a client certificate bundle (ca.pem, cert.pem, key.pem) for the docker CLI.
     Issue {
         /// The PKI directory holding the CA.
@@ -44,7 +58,8 @@ pub enum Command {
         #[arg(long, default_value = "tcp://localhost:2376")]
         host: String,
     },
-    /// Revoke a certificate: re-signs crl.pem with it added.
+    /// Revoke a certificate (a client's, or an intermediate CA's with the root's
+    /// DIR): re-signs the CRL and rebuilds the root's crl.pem.
     Revoke {
         /// The PKI directory holding the CA.
         #[arg(long)]
@@ -139,6 +154,19 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                 e.serial, e.user
             );
         }
+        Command::Intermediate { dir, name, days } => {
+            let paths = pki::intermediate(&pki::IntermediateOptions { dir, name, days })?;
+            println!(
+                "intermediate CA in {}\nissue with: moat certs issue --dir {} --user NAME --out DIR\nrevoke it with: moat certs revoke --dir {} --cert {}",
+                paths.dir.display(),
+                paths.dir.display(),
+                paths
+                    .root_dir()
+                    .unwrap_or_default()
+                    .display(),
+                paths.ca_cert.display()
+            );
+        }
         Command::List { dir } => {
             let entries = pki::list(&dir)?;
             println!(
@@ -149,6 +177,7 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                 let kind = match e.kind {
                     pki::CertKind::Server => "server",
                     pki::CertKind::Client => "client",
+                    pki::CertKind::Intermediate => "interm.",
                 };
                 let groups = if e.groups.is_empty() {
                     "-".to_string()
@@ -162,7 +191,11 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                 };
                 println!(
                     "{:<32}  {:<7}  {:<20}  {:<24}  {:<20}  {revoked}",
-                    e.serial, kind, e.user, groups, e.not_after
+                    e.serial,
+                    kind,
+                    crate::identity::name::escape(&e.user),
+                    crate::identity::name::escape(&groups),
+                    e.not_after
                 );
             }
         }

@@ -60,7 +60,9 @@ pub fn init(opts: &InitOptions) -> Result<PkiPaths, PkiError> {
     let ca_key = new_key()?;
     let mut ca = CertificateParams::default();
     ca.distinguished_name = dn(&format!("moat CA {}", short_hex(8)));
-    ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    // Path length 1: the CA may sign intermediate CAs (`moat certs
+    // intermediate`), which may not sign further CAs.
+    ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(1));
     ca.key_usages = vec![
         KeyUsagePurpose::KeyCertSign,
         KeyUsagePurpose::CrlSign,

@@ -46,6 +46,7 @@ pub fn revoke(dir: &Path, target: &RevokeTarget) -> Result<IndexEntry, PkiError>
     }
     let entry = entry.clone();
     sign_crl(&paths, &issuer, index)?;
+    rebuild_root_bundle(&paths)?;
     Ok(entry)
 }
 
@@ -56,7 +57,8 @@ pub fn refresh_crl(dir: &Path) -> Result<(), PkiError> {
     let _lock = lock(&paths)?;
     let (_, issuer) = load_ca(&paths)?;
     let index = Index::load(&paths.index)?;
-    sign_crl(&paths, &issuer, index)
+    sign_crl(&paths, &issuer, index)?;
+    rebuild_root_bundle(&paths)
 }
 
 /// Every certificate in the index, in issue order.
@@ -144,5 +146,48 @@ pub(super) fn sign_crl(
     };
     let crl = params.signed_by(issuer)?;
     index.save(&paths.index)?;
-    write_atomic(&paths.crl, crl.pem()?.as_bytes(), 0o644)
+    let pem = crl.pem()?;
+    if paths.is_intermediate() {
+        // Its own CRL; the caller rebuilds the root's bundle
+        // ([`rebuild_root_bundle`]).
+        write_atomic(&paths.crl, pem.as_bytes(), 0o644)
+    } else {
+        write_atomic(&paths.own_crl, pem.as_bytes(), 0o644)?;
+        write_bundle(paths)
+    }
+}
+
+/// For an intermediate's directory: rewrites the root's `crl.pem` under the
+/// root's lock (taken after the intermediate's: always in that order).
+pub(super) fn rebuild_root_bundle(paths: &PkiPaths) -> Result<(), PkiError> {
+    if let Some(root) = paths.root_dir() {
+        let root = PkiPaths::new(&root);
+        let _lock = lock(&root)?;
+        write_bundle(&root)?;
+    }
+    Ok(())
+}
+
+/// Writes a root's `crl.pem`: its own CRL, then each intermediate's (in
+/// name order), so one file holds a CRL from every CA of the hierarchy.
+pub(super) fn write_bundle(root: &PkiPaths) -> Result<(), PkiError> {
+    let read = |p: &Path| std::fs::read_to_string(p).map_err(|e| PkiError::io(p, e));
+    let mut bundle = read(&root.own_crl)?;
+    let dir = root.dir.join("intermediates");
+    if dir.exists() {
+        let mut names: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .map_err(|e| PkiError::io(&dir, e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.join("crl.pem").exists())
+            .collect();
+        names.sort();
+        for n in names {
+            let text = read(&n.join("crl.pem"))?;
+            if !bundle.ends_with('\n') {
+                bundle.push('\n');
+            }
+            bundle.push_str(&text);
+        }
+    }
+    write_atomic(&root.crl, bundle.as_bytes(), 0o644)
 }

@@ -14,6 +14,8 @@ use super::{write_atomic, PkiError};
 pub enum CertKind {
     Server,
     Client,
+    /// An intermediate CA (`moat certs intermediate`).
+    Intermediate,
 }
 
 /// One issued certificate.

@@ -49,7 +49,8 @@ pub struct IssuedBundle {
     pub not_after: OffsetDateTime,
     /// Contents of `ca.pem`.
     pub ca_pem: String,
-    /// Contents of `cert.pem`.
+    /// Contents of `cert.pem`: the certificate, then (under an
+    /// intermediate CA) the intermediate.
     pub cert_pem: String,
     /// Contents of `key.pem`.
     pub key_pem: String,
@@ -87,6 +88,15 @@ pub fn issue(opts: &IssueOptions) -> Result<IssuedBundle, PkiError> {
     let _lock = lock(&paths)?;
     let (ca_pem, issuer) = load_ca(&paths)?;
     let mut index = Index::load(&paths.index)?;
+    // Under an intermediate: the client trusts the root (which signed
+    // moat's server certificate) and sends the intermediate after its leaf.
+    let (ca_pem, chain_pem) = if paths.is_intermediate() {
+        let root = std::fs::read_to_string(&paths.root_cert)
+            .map_err(|e| PkiError::io(&paths.root_cert, e))?;
+        (root, ca_pem)
+    } else {
+        (ca_pem, String::new())
+    };
 
     let now = OffsetDateTime::now_utc();
     let not_after = now + Duration::days(i64::from(opts.days));
@@ -115,7 +125,7 @@ pub fn issue(opts: &IssueOptions) -> Result<IssuedBundle, PkiError> {
         groups: groups.clone(),
         not_after,
         ca_pem,
-        cert_pem: pem_encode("CERTIFICATE", &cert_der),
+        cert_pem: pem_encode("CERTIFICATE", &cert_der) + &chain_pem,
         key_pem: key.serialize_pem(),
         cert_der,
     };

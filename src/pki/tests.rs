@@ -266,3 +266,126 @@ fn token_key_is_es256_pem() {
     jsonwebtoken::EncodingKey::from_ec_pem(pair.private_pem.as_bytes()).unwrap();
     jsonwebtoken::DecodingKey::from_ec_pem(pair.public_pem.as_bytes()).unwrap();
 }
+
+/// Verifies a bundle's `cert.pem` (leaf, then intermediates) against the
+/// root and every CRL in `crl_pem` like the server does: the whole chain,
+/// an unknown status refused.
+fn verify_chain(root: &PkiPaths, cert_pem: &str, crl_pem: &[u8]) -> Result<(), rustls::Error> {
+    let mut roots = RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_file(&root.ca_cert).unwrap())
+        .unwrap();
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let crls: Vec<CertificateRevocationListDer<'static>> =
+        CertificateRevocationListDer::pem_slice_iter(crl_pem)
+            .collect::<Result<_, _>>()
+            .unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+        .with_crls(crls)
+        .build()
+        .unwrap();
+    verifier
+        .verify_client_cert(&certs[0], &certs[1..], UnixTime::now())
+        .map(|_| ())
+}
+
+fn revoked(r: Result<(), rustls::Error>) -> bool {
+    matches!(
+        r,
+        Err(rustls::Error::InvalidCertificate(
+            rustls::CertificateError::Revoked
+        ))
+    )
+}
+
+#[test]
+fn a_two_level_pki_issues_verifies_and_revokes_at_both_levels() {
+    let (_tmp, root) = init_dir();
+    let team = intermediate(&IntermediateOptions::new(&root.dir, "team-a")).unwrap();
+    assert_eq!(team.dir, root.dir.join("intermediates/team-a"));
+    assert_eq!(mode(&team.ca_key), 0o600);
+    let crl = |p: &PkiPaths| std::fs::read(&p.crl).unwrap();
+    // The root's crl.pem holds the root's CRL and the intermediate's.
+    assert_eq!(
+        CertificateRevocationListDer::pem_slice_iter(&crl(&root)).count(),
+        2
+    );
+
+    let alice = issue(&IssueOptions::new(&team.dir, "alice")).unwrap();
+    let bob = issue(&IssueOptions::new(&team.dir, "bob")).unwrap();
+    // Bundles trust the root and carry the intermediate after the leaf.
+    assert_eq!(
+        alice.ca_pem,
+        std::fs::read_to_string(&root.ca_cert).unwrap()
+    );
+    assert_eq!(
+        CertificateDer::pem_slice_iter(alice.cert_pem.as_bytes()).count(),
+        2
+    );
+    verify_chain(&root, &alice.cert_pem, &crl(&root)).unwrap();
+
+    // Without the intermediate's CRL its clients' status is unknown: refused.
+    let root_only = std::fs::read(&root.own_crl).unwrap();
+    let unknown = verify_chain(&root, &alice.cert_pem, &root_only);
+    assert!(
+        matches!(
+            unknown,
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::UnknownRevocationStatus
+            ))
+        ),
+        "{unknown:?}"
+    );
+
+    // A leaf revoked by the intermediate.
+    revoke(&team.dir, &RevokeTarget::Serial(alice.serial.clone())).unwrap();
+    assert!(revoked(verify_chain(&root, &alice.cert_pem, &crl(&root))));
+    verify_chain(&root, &bob.cert_pem, &crl(&root)).unwrap();
+
+    // The intermediate revoked by the root: every leaf under it refused.
+    let listed = list(&root.dir).unwrap();
+    let entry = listed
+        .iter()
+        .find(|e| e.kind == CertKind::Intermediate)
+        .unwrap();
+    revoke(&root.dir, &RevokeTarget::CertFile(team.ca_cert.clone())).unwrap();
+    assert!(list(&root.dir)
+        .unwrap()
+        .iter()
+        .any(|e| e.serial == entry.serial && e.revoked));
+    assert!(revoked(verify_chain(&root, &bob.cert_pem, &crl(&root))));
+    // Clients of the root itself are unaffected.
+    let carol = issue(&IssueOptions::new(&root.dir, "carol")).unwrap();
+    verify_chain(&root, &carol.cert_pem, &crl(&root)).unwrap();
+}
+
+#[test]
+fn intermediate_names_are_checked_and_not_reused() {
+    let (_tmp, root) = init_dir();
+    for bad in ["", "../x", ".hidden", "a/b", "a b"] {
+        assert!(
+            intermediate(&IntermediateOptions::new(&root.dir, bad)).is_err(),
+            "{bad:?}"
+        );
+    }
+    let team = intermediate(&IntermediateOptions::new(&root.dir, "t")).unwrap();
+    assert!(intermediate(&IntermediateOptions::new(&root.dir, "t")).is_err());
+    // Not under an intermediate: one level only.
+    assert!(intermediate(&IntermediateOptions::new(&team.dir, "u")).is_err());
+}
+
+#[test]
+fn issue_refuses_names_the_server_would_refuse() {
+    let (_tmp, p) = init_dir();
+    for bad in ["", " alice", "rt-admin\0.evil", "a\u{202e}b", "e\u{301}"] {
+        let e = issue(&IssueOptions::new(&p.dir, bad)).unwrap_err();
+        assert!(matches!(e, PkiError::InvalidName { .. }), "{bad:?}: {e}");
+        assert!(e.to_string().chars().all(|c| !c.is_control()), "{e}");
+    }
+    let mut opts = IssueOptions::new(&p.dir, "alice");
+    opts.groups = vec!["dev\nops".into()];
+    assert!(issue(&opts).is_err());
+}

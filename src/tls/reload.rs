@@ -1,10 +1,10 @@
 //! The TLS side of reloading without a restart: watching the files that
-//! hold the server certificate and key, the client CA bundle and the CRL,
-//! and reading which serials the CRL revokes.
+//! hold the server certificate and key, the client CA bundle and the CRL.
 //!
 //! [`watch_files`] watches the *directories* holding the `tls.*` files
 //! (tools replace files by rename, which a watch on the file itself would
-//! miss), debounced. What a change triggers (rebuilding the rustls
+//! miss), debounced. Which certificates a CRL revokes is
+//! [`super::revocation`]. What a change triggers (rebuilding the rustls
 //! configuration, closing revoked connections, SIGHUP) is orchestrated in
 //! [`crate::reload`].
 
@@ -16,8 +16,6 @@ use notify_debouncer_full::notify::RecursiveMode;
 use notify_debouncer_full::{new_debouncer, DebounceEventResult};
 use tokio::sync::mpsc;
 
-use super::TlsError;
-
 /// Why the watcher could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
@@ -27,27 +25,6 @@ pub enum ReloadError {
 
 /// Debounce window for file events.
 const DEBOUNCE: Duration = Duration::from_millis(250);
-
-/// The serials listed in a PEM CRL file, formatted like
-/// [`crate::identity::CertInfo::serial`] (lower-case hex, no leading zeros).
-pub fn revoked_serials(path: &Path) -> Result<HashSet<String>, TlsError> {
-    let mut out = HashSet::new();
-    for der in super::load_crls(path)? {
-        let (_, crl) = x509_parser::parse_x509_crl(&der).map_err(|e| TlsError::File {
-            path: path.to_path_buf(),
-            what: "tls.crl",
-            reason: format!("not a CRL: {e}"),
-        })?;
-        for r in crl.iter_revoked_certificates() {
-            out.insert(
-                hex::encode(r.raw_serial())
-                    .trim_start_matches('0')
-                    .to_string(),
-            );
-        }
-    }
-    Ok(out)
-}
 
 type Watcher = notify_debouncer_full::Debouncer<
     notify_debouncer_full::notify::RecommendedWatcher,
@@ -108,29 +85,6 @@ pub fn watch_files(files: &[PathBuf]) -> Result<(Watcher, mpsc::Receiver<()>), R
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::CertificateAuth;
-    use crate::identity::CertInfo;
-    use crate::pki;
-
-    #[test]
-    fn crl_serials_match_the_certificate_serials_moat_reads() {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("pki");
-        pki::init(&pki::InitOptions::new(&dir)).unwrap();
-        let a = pki::issue(&pki::IssueOptions::new(&dir, "a")).unwrap();
-        let b = pki::issue(&pki::IssueOptions::new(&dir, "b")).unwrap();
-        let crl = dir.join("crl.pem");
-        assert!(revoked_serials(&crl).unwrap().is_empty());
-        pki::revoke(&dir, &pki::RevokeTarget::Serial(a.serial.clone())).unwrap();
-        let revoked = revoked_serials(&crl).unwrap();
-        let serial_of = |der: &[u8]| {
-            CertInfo::from_der(der, &CertificateAuth::default())
-                .unwrap()
-                .serial
-        };
-        assert!(revoked.contains(&serial_of(&a.cert_der)));
-        assert!(!revoked.contains(&serial_of(&b.cert_der)));
-    }
 
     #[tokio::test]
     async fn a_file_replaced_by_rename_is_noticed() {

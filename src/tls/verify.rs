@@ -17,13 +17,16 @@
 //! failures are never cached.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, Error, SignatureScheme};
 use sha2::{Digest, Sha256};
+
+use super::revocation::RevokedSet;
+use crate::metrics::RevokedCounter;
 
 /// Most chains remembered; past it the cache starts over.
 const MAX_ENTRIES: usize = 4096;
@@ -34,6 +37,10 @@ pub struct CachedVerifier {
     inner: Arc<dyn ClientCertVerifier>,
     /// Chain hash → (not before, not after), in seconds since the epoch.
     verified: Mutex<HashMap<[u8; 32], (u64, u64)>>,
+    /// The CRLs' entries, to say which certificate of a refused chain is
+    /// revoked.
+    revoked: Option<Arc<RevokedSet>>,
+    revoked_counter: Arc<OnceLock<RevokedCounter>>,
 }
 
 impl CachedVerifier {
@@ -41,6 +48,57 @@ impl CachedVerifier {
         CachedVerifier {
             inner,
             verified: Mutex::new(HashMap::new()),
+            revoked: None,
+            revoked_counter: Arc::new(OnceLock::new()),
+        }
+    }
+
+    /// Logs and counts which certificate of a chain refused as revoked is
+    /// on a CRL.
+    pub fn with_revocation(
+        mut self,
+        revoked: Option<Arc<RevokedSet>>,
+        counter: Arc<OnceLock<RevokedCounter>>,
+    ) -> Self {
+        self.revoked = revoked;
+        self.revoked_counter = counter;
+        self
+    }
+
+    fn note_refusal(
+        &self,
+        error: &Error,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+    ) {
+        let chain: Vec<&[u8]> = std::iter::once(end_entity)
+            .chain(intermediates)
+            .map(|c| c.as_ref())
+            .collect();
+        match error {
+            Error::InvalidCertificate(rustls::CertificateError::Revoked) => {
+                let found = self.revoked.as_ref().and_then(|r| r.find_der(&chain));
+                let position = found.as_ref().map_or("leaf", |f| f.position());
+                if let Some(c) = self.revoked_counter.get() {
+                    c.inc(position, "handshake");
+                }
+                match found {
+                    Some(f) => tracing::info!(
+                        position,
+                        depth = f.depth,
+                        serial = %f.serial,
+                        subject = %f.subject,
+                        "client certificate chain refused: a CRL revokes this certificate of it"
+                    ),
+                    None => tracing::info!("client certificate chain refused: revoked"),
+                }
+            }
+            Error::InvalidCertificate(rustls::CertificateError::UnknownRevocationStatus) => {
+                tracing::warn!(
+                    "client certificate chain refused: tls.crl holds no CRL from the issuer of one of its certificates (an intermediate CA's CRL is missing?); moat refuses chains whose revocation it cannot check"
+                );
+            }
+            _ => {}
         }
     }
 
@@ -114,7 +172,8 @@ impl ClientCertVerifier for CachedVerifier {
         }
         let verified = self
             .inner
-            .verify_client_cert(end_entity, intermediates, now)?;
+            .verify_client_cert(end_entity, intermediates, now)
+            .inspect_err(|e| self.note_refusal(e, end_entity, intermediates))?;
         if let Some(window) = validity_window(end_entity, intermediates) {
             self.remember(key, window);
         }

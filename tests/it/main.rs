@@ -9,10 +9,12 @@ mod support;
 
 mod admission;
 mod audit;
+mod chain;
 mod faults;
 mod gateway;
 mod identity;
 mod limits;
+mod names;
 mod policy;
 mod replay;
 mod slow_clients;

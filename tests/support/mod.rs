@@ -11,6 +11,7 @@
 
 pub mod docker;
 pub mod engine;
+pub mod hostile;
 pub mod moat;
 pub mod pki;
 pub mod raw;

@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SanType, SerialNumber,
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose,
+    RevokedCertParams, SanType, SerialNumber, SigningKey,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -158,6 +159,94 @@ impl Pki {
         Bundle { dir }
     }
 
+    /// A valid client bundle whose certificate carries exactly `subject`
+    /// (a DER Name, however hostile), signed by the test CA.
+    pub fn client_with_subject(&self, subject: &[u8], label: &str) -> Bundle {
+        let now = OffsetDateTime::now_utc();
+        let key = KeyPair::generate().expect("key");
+        let mut p = CertificateParams::new(Vec::<String>::new()).expect("params");
+        p.distinguished_name.push(DnType::CommonName, "placeholder");
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        p.not_before = now - Duration::hours(1);
+        p.not_after = now + Duration::days(1);
+        p.serial_number = Some(random_serial());
+        let cert = p.signed_by(&key, &self.issuer).expect("sign client");
+        let der =
+            moat::pki::der::replace_subject(cert.der(), subject, |tbs| self.issuer.key().sign(tbs))
+                .expect("rewrite the subject")
+                .expect("sign");
+        let dir = self.dir.join("clients").join(format!(
+            "hostile-{label}-{}",
+            hex::encode(rand::random::<[u8; 4]>())
+        ));
+        std::fs::create_dir_all(&dir).expect("bundle dir");
+        std::fs::copy(&self.ca_pem, dir.join("ca.pem")).expect("copy ca");
+        std::fs::write(dir.join("cert.pem"), pem("CERTIFICATE", &der)).expect("write cert");
+        std::fs::write(dir.join("key.pem"), key.serialize_pem()).expect("write key");
+        Bundle { dir }
+    }
+
+    /// A two-level PKI of its own in `dir`: a root, an intermediate it
+    /// signed, and a client (`dana`, group `admin`) the intermediate
+    /// signed, whose bundle trusts this PKI's server certificate and sends
+    /// the intermediate after its leaf.
+    pub fn two_level(&self, dir: &Path) -> TwoLevel {
+        std::fs::create_dir_all(dir).expect("dir");
+        let (root_params, root_key) = ca("test root CA");
+        let root_cert = root_params.self_signed(&root_key).expect("root");
+        let root_pem = dir.join("root.pem");
+        std::fs::write(&root_pem, root_cert.pem()).expect("write root");
+        let root = Issuer::new(root_params, root_key);
+
+        let (mut ip, inter_key) = ca("test intermediate CA");
+        ip.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        let inter_serial = random_serial();
+        ip.serial_number = Some(inter_serial.clone());
+        let inter_cert = ip.signed_by(&inter_key, &root).expect("intermediate");
+        let inter = Issuer::new(ip, inter_key);
+
+        let now = OffsetDateTime::now_utc();
+        let key = KeyPair::generate().expect("key");
+        let mut p = CertificateParams::new(Vec::<String>::new()).expect("params");
+        p.distinguished_name.push(DnType::CommonName, "dana");
+        p.distinguished_name.push(DnType::OrganizationName, "admin");
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        p.not_before = now - Duration::hours(1);
+        p.not_after = now + Duration::days(1);
+        let leaf_serial = random_serial();
+        p.serial_number = Some(leaf_serial.clone());
+        let leaf = p.signed_by(&key, &inter).expect("leaf");
+        let bundle_dir = dir.join("dana");
+        std::fs::create_dir_all(&bundle_dir).expect("bundle dir");
+        std::fs::copy(&self.ca_pem, bundle_dir.join("ca.pem")).expect("copy ca");
+        std::fs::write(
+            bundle_dir.join("cert.pem"),
+            format!("{}{}", leaf.pem(), inter_cert.pem()),
+        )
+        .expect("write cert");
+        std::fs::write(bundle_dir.join("key.pem"), key.serialize_pem()).expect("write key");
+        TwoLevel {
+            root_pem,
+            root,
+            inter,
+            inter_serial,
+            leaf_serial,
+            leaf: Bundle { dir: bundle_dir },
+        }
+    }
+
+    /// The `tls:` section for moat serving this PKI's server certificate and
+    /// trusting `client_ca`, with `crl`.
+    pub fn tls_yaml_with(&self, client_ca: &Path, crl: &Path) -> String {
+        format!(
+            "  cert: {}\n  key: {}\n  client_ca: {}\n  crl: {}\n",
+            self.server_cert.display(),
+            self.server_key.display(),
+            client_ca.display(),
+            crl.display()
+        )
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn issue(
         &self,
@@ -190,4 +279,58 @@ impl Pki {
         std::fs::write(dir.join("key.pem"), key.serialize_pem()).expect("write key");
         Bundle { dir }
     }
+}
+
+/// A root, an intermediate and one client under it (see [`Pki::two_level`]).
+pub struct TwoLevel {
+    pub root_pem: PathBuf,
+    pub root: Issuer<'static, KeyPair>,
+    pub inter: Issuer<'static, KeyPair>,
+    pub inter_serial: SerialNumber,
+    pub leaf_serial: SerialNumber,
+    pub leaf: Bundle,
+}
+
+/// A PEM CRL signed by `issuer` revoking `serials`.
+pub fn crl(issuer: &Issuer<'static, KeyPair>, serials: &[&SerialNumber]) -> String {
+    let now = OffsetDateTime::now_utc();
+    CertificateRevocationListParams {
+        this_update: now - Duration::minutes(5),
+        next_update: now + Duration::days(1),
+        crl_number: SerialNumber::from_slice(&rand::random::<[u8; 8]>()[..]),
+        issuing_distribution_point: None,
+        revoked_certs: serials
+            .iter()
+            .map(|s| RevokedCertParams {
+                serial_number: (*s).clone(),
+                revocation_time: now - Duration::minutes(1),
+                reason_code: None,
+                invalidity_date: None,
+            })
+            .collect(),
+        key_identifier_method: KeyIdMethod::Sha256,
+    }
+    .signed_by(issuer)
+    .expect("sign CRL")
+    .pem()
+    .expect("CRL PEM")
+}
+
+/// Writes `text` to `path` through a rename, as tools replace files.
+pub fn replace_file(path: &Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).expect("write");
+    std::fs::rename(&tmp, path).expect("rename");
+}
+
+fn pem(label: &str, der: &[u8]) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(chunk).expect("base64 is ASCII"));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
 }
