@@ -371,6 +371,29 @@ pub fn subject_groups(
     Ok(out)
 }
 
+/// What a subject yields: the user, and the groups.
+pub type SubjectNames = (
+    Result<UserName, NameError>,
+    Result<Vec<GroupName>, NameError>,
+);
+
+/// The user (subject CN) and groups (subject O) that a DER-encoded subject
+/// Name yields, as a certificate with it would be read with the default
+/// `auth.certificate` mapping; `None` when the bytes are not a Name. For the
+/// fuzz target and tests.
+pub fn subject_der_names(der: &[u8]) -> Option<SubjectNames> {
+    use x509_parser::prelude::FromDer;
+    let (_, subject) = X509Name::from_der(der).ok()?;
+    Some((
+        subject_user(&subject),
+        subject_groups(
+            &subject,
+            &x509_parser::oid_registry::OID_X509_ORGANIZATION_NAME,
+            "the client certificate's subject O",
+        ),
+    ))
+}
+
 /// A user name from a SAN (email or URI, IA5String in DER): one value, ASCII,
 /// and the rule.
 pub fn san_user(values: &[&str], source: &str) -> Result<UserName, NameError> {

@@ -6,6 +6,7 @@ use x509_parser::prelude::FromDer;
 use super::*;
 
 #[path = "../../../tests/support/hostile.rs"]
+#[allow(unreachable_pub)]
 pub(crate) mod hostile;
 
 /// What the certificate path does with a subject: the user, then the groups.
@@ -65,6 +66,28 @@ fn every_hostile_token_claim_is_refused_by_the_same_rule() {
         assert!(GroupName::parse(&value).is_err(), "{}", case.label);
     }
     assert!(n > 80, "{n}");
+}
+
+/// Writes the corpus's subjects as seeds for the `subject_name` fuzz target
+/// when `MOAT_WRITE_FUZZ_SEEDS` names a directory (a maintenance step, not a
+/// check); otherwise checks that the DER entry point agrees with the parser.
+#[test]
+fn the_der_entry_point_reads_what_the_parser_reads() {
+    let seeds = std::env::var_os("MOAT_WRITE_FUZZ_SEEDS").map(std::path::PathBuf::from);
+    for case in hostile::corpus() {
+        let der = case.subject_der();
+        let (user, groups) = subject_der_names(&der).expect("a Name");
+        assert_eq!(
+            user.is_ok() && groups.is_ok(),
+            names_of(&der).is_ok(),
+            "{}",
+            case.label
+        );
+        if let Some(dir) = &seeds {
+            std::fs::write(dir.join(&case.label), &der).unwrap();
+        }
+    }
+    assert!(subject_der_names(b"not DER").is_none());
 }
 
 #[test]
