@@ -127,17 +127,23 @@ impl Connections {
         }
     }
 
-    /// Closes every connection whose certificate matches; returns how many.
-    pub fn close_matching(&self, pred: impl Fn(&CertInfo) -> bool) -> usize {
-        let Ok(open) = self.open.lock() else { return 0 };
-        let mut n = 0;
+    /// Closes every open connection for which `pick` returns a value;
+    /// returns those values (one per connection closed).
+    pub fn close_where<T>(&self, pick: impl Fn(&ConnInfo) -> Option<T>) -> Vec<T> {
+        let Ok(open) = self.open.lock() else {
+            return Vec::new();
+        };
+        let mut closed = Vec::new();
         for info in open.values() {
-            if !info.cancel.is_cancelled() && info.cert.as_deref().is_some_and(&pred) {
+            if info.cancel.is_cancelled() {
+                continue;
+            }
+            if let Some(v) = pick(info) {
                 info.cancel.cancel();
-                n += 1;
+                closed.push(v);
             }
         }
-        n
+        closed
     }
 
     pub fn len(&self) -> usize {

@@ -10,8 +10,10 @@
 //! fails (say a new certificate is in place but its key is not yet) keeps
 //! the previous configuration and is retried for a few seconds.
 //!
-//! After each TLS reload, open connections whose client certificate serial
-//! is now on the CRL are closed; a second sweep one handshake timeout later
+//! After each TLS reload, open connections with a certificate in their
+//! chain (the client's own or an intermediate CA's) now on the CRL are
+//! closed, each logged, counted and audited with the certificate of the
+//! chain that is revoked; a second sweep one handshake timeout later
 //! catches connections whose handshake began under the previous CRL.
 //!
 //! SIGHUP is handled once, here, for everything that reloads: tokens, TLS
@@ -24,11 +26,10 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::conn::Connections;
 use crate::gateway::Gateway;
 use crate::tls::reload::{watch_files, ReloadError};
-use crate::tls::revocation::RevokedSet;
-use crate::tls::{TlsError, TlsSettings};
+use crate::tls::revocation::{RevokedLink, RevokedSet};
+use crate::tls::TlsError;
 
 /// Retries of a failed rebuild (files mid-rotation), this far apart.
 const RETRY_EVERY: Duration = Duration::from_millis(500);
@@ -122,23 +123,18 @@ pub fn reload_and_sweep(
             tracing::error!(error = %e, "token revocation list reload failed");
         }
     }
-    let closed = reload_tls(&gw.tls, &gw.connections)?;
+    gw.tls.reload()?;
+    tracing::info!("TLS configuration reloaded");
+    let closed = close_revoked(gw);
     sweep_later(gw.clone(), shutdown.clone());
     Ok(closed)
 }
 
-/// Rebuilds the TLS configuration from disk and closes connections whose
-/// certificate is now revoked. Returns how many were closed.
-pub fn reload_tls(tls: &TlsSettings, connections: &Connections) -> Result<usize, TlsError> {
-    tls.reload()?;
-    tracing::info!("TLS configuration reloaded");
-    Ok(close_revoked(tls, connections))
-}
-
 /// Closes open connections with a certificate in their chain (the leaf or
-/// an intermediate) that `tls.crl` revokes; logs and counts which.
-pub fn close_revoked(tls: &TlsSettings, connections: &Connections) -> usize {
-    let Some(crl) = tls.crl_path() else {
+/// an intermediate) that `tls.crl` revokes; logs, counts and audits which.
+/// Returns how many were closed.
+pub fn close_revoked(gw: &Gateway) -> usize {
+    let Some(crl) = gw.tls.crl_path() else {
         return 0;
     };
     let revoked = match RevokedSet::load(crl) {
@@ -151,30 +147,84 @@ pub fn close_revoked(tls: &TlsSettings, connections: &Connections) -> usize {
     if revoked.is_empty() {
         return 0;
     }
-    let n = connections.close_matching(|c| match revoked.find(&c.chain) {
-        Some(found) => {
-            if let Some(counter) = tls.revoked_counter() {
-                counter.inc(found.position(), "open_connection");
-            }
-            tracing::info!(
-                position = found.position(),
-                depth = found.depth,
-                serial = %found.serial,
-                subject = %found.subject,
-                leaf_serial = %c.serial,
-                "closing a connection: a CRL revokes this certificate of its chain"
-            );
-            true
-        }
-        None => false,
+    let closed = gw.connections.close_where(|c| {
+        let cert = c.cert.as_ref()?;
+        let found = revoked.find(&cert.chain)?;
+        Some((c.peer, cert.clone(), found))
     });
-    if n > 0 {
+    for (peer, cert, found) in &closed {
+        if let Some(counter) = gw.tls.revoked_counter() {
+            counter.inc(found.position(), "open_connection");
+        }
         tracing::info!(
-            closed = n,
-            "closed connections authenticated by revoked certificates"
+            %peer,
+            position = found.position(),
+            depth = found.depth,
+            serial = %found.serial,
+            subject = %found.subject,
+            leaf_serial = %cert.serial,
+            "closed a connection: a CRL revokes this certificate of its chain"
         );
+        audit_closed(gw, *peer, cert, found);
     }
-    n
+    closed.len()
+}
+
+/// The audit record of a connection closed because a certificate of its
+/// chain was revoked: operation `Connection`, a `decision` record whose
+/// reason names that certificate.
+fn audit_closed(
+    gw: &Gateway,
+    peer: std::net::SocketAddr,
+    cert: &crate::identity::CertInfo,
+    found: &RevokedLink,
+) {
+    use crate::audit::{DecisionRecord, Record, RequestRecord, Stage, UserRecord};
+    let which = if found.depth == 0 {
+        "the client certificate".to_string()
+    } else {
+        format!(
+            "the intermediate CA certificate at depth {} of the chain",
+            found.depth
+        )
+    };
+    let user = cert.names.as_ref().ok().map(|n| UserRecord {
+        name: n.user.as_str().to_owned(),
+        groups: n.groups.iter().map(|g| g.as_str().to_owned()).collect(),
+        auth_method: crate::identity::AuthMethod::Certificate,
+        cert_serial: Some(cert.serial.clone()),
+        token_id: None,
+    });
+    let record = Record {
+        id: hex::encode(rand::random::<[u8; 16]>()),
+        stage: Stage::Decision,
+        user,
+        client: peer.to_string(),
+        request: RequestRecord {
+            method: String::new(),
+            uri: String::new(),
+            operation: "Connection".into(),
+            params: Default::default(),
+            body: None,
+        },
+        decision: Some(DecisionRecord {
+            allow: false,
+            reasons: vec![format!(
+                "connection closed: a CRL revokes {which} (serial {}, subject \"{}\")",
+                found.serial, found.subject
+            )],
+            policy_revision: String::new(),
+        }),
+        response: None,
+        input: None,
+    };
+    match gw.audit.submit(record) {
+        Ok(None) => {}
+        Ok(Some(wait_for_room)) => {
+            gw.tasks.spawn(wait_for_room);
+        }
+        Err(e) => tracing::error!(error = %e, "revoked connection not audited"),
+    }
 }
 
 /// Sweeps again once every handshake begun under the old configuration has
@@ -184,7 +234,7 @@ fn sweep_later(gw: Arc<Gateway>, shutdown: CancellationToken) {
     tokio::spawn(async move {
         tokio::select! {
             _ = shutdown.cancelled() => {}
-            _ = tokio::time::sleep(wait) => { close_revoked(&gw.tls, &gw.connections); }
+            _ = tokio::time::sleep(wait) => { close_revoked(&gw); }
         }
     });
 }

@@ -145,5 +145,24 @@ fn revoking_an_intermediate_refuses_its_clients_and_closes_their_connections() {
             0.0
         );
     }
+    // The audit says it too: a Connection record naming the intermediate.
+    let inter_serial = moat::identity::serial_hex(two.inter_serial.as_ref());
+    let records = moat.audit_records_once(|r| r["request"]["operation"] == "Connection");
+    let closed: Vec<_> = records
+        .iter()
+        .filter(|r| r["request"]["operation"] == "Connection")
+        .collect();
+    assert!(!closed.is_empty());
+    for r in closed {
+        let reason = r["decision"]["reasons"][0].as_str().unwrap();
+        assert!(
+            reason.contains("the intermediate CA certificate at depth 1")
+                && reason.contains(&inter_serial)
+                && reason.contains("test intermediate CA"),
+            "{reason}"
+        );
+        assert_eq!(r["user"]["name"], "dana", "{r}");
+        assert_eq!(r["decision"]["allow"], false);
+    }
     let _ = two.leaf_serial;
 }
