@@ -87,6 +87,7 @@ fn measure(policy: &Policy, doc: &serde_json::Value, n: usize) -> Vec<Duration> 
         claims: serde_json::Value::Null,
         certificate: None,
         token_id: None,
+        local: None,
     };
     let body = doc["Body"].clone();
     let facts = Facts {
@@ -144,6 +145,7 @@ fn measure_ping(policy: &Policy, n: usize) -> Vec<Duration> {
             chain: Vec::new(),
         })),
         token_id: None,
+        local: None,
     };
     let facts = Facts {
         method: &method,

@@ -69,6 +69,17 @@ deny contains msg if {
 	)
 }
 
+# Local users (moat's unix socket, listen.unix) that auth.local gives no
+# role: say how to give them one.
+deny contains msg if {
+	input.user.auth_method == "peer"
+	count(roles) == 0
+	msg := sprintf(
+		"local user %s (uid %v) has no moat role: an administrator maps it in moat's config under auth.local.users (by user name) or auth.local.groups (by local group) to a group of data.moat.group_roles",
+		[user, object.get(object.get(input.user, "local", {}), "uid", "?")],
+	)
+}
+
 # Viewers get a precise message for the operations that copy file contents out.
 deny contains msg if {
 	"viewer" in roles

@@ -108,3 +108,26 @@ test_label if {
 	authz.label == "viewer" with input as request("X", false, ["viewer"], [])
 	authz.label == "moat" with input as request("X", false, [], [])
 }
+
+local_request(name, groups) := {
+	"operation": {"id": "ContainerList", "params": {}, "resource": "containers", "readonly": true},
+	"user": {"name": name, "groups": groups, "scopes": [], "auth_method": "peer", "local": {"uid": 1001, "gid": 1001, "pid": 42}},
+	"request": {"method": "GET", "path": "/containers/json", "query": {}, "headers": {}, "body": null},
+	"BindMounts": [],
+}
+
+test_unmapped_local_user_is_told_how_to_map_it if {
+	not authz.allow with input as local_request("bob", [])
+	some msg in authz.deny with input as local_request("bob", [])
+	contains(msg, "local user bob (uid 1001) has no moat role")
+	contains(msg, "auth.local.users")
+}
+
+test_mapped_local_user_gets_the_role if {
+	authz.allow with input as local_request("bob", ["viewer"])
+	count(authz.deny) == 0 with input as local_request("bob", ["viewer"])
+}
+
+test_root_on_the_local_socket_is_admin_by_mapping if {
+	authz.allow with input as local_request("root", ["admin"])
+}

@@ -47,6 +47,12 @@ pub struct UserRecord {
     pub auth_method: crate::identity::AuthMethod,
     pub cert_serial: Option<String>,
     pub token_id: Option<String>,
+    /// The uid and pid of a local client (`auth_method: peer`); absent
+    /// otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid: Option<i32>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -26,7 +26,8 @@ use serde::Deserialize;
 
 pub use audit::{Audit, AuditLevel, AuditOnFailure, AuditSync};
 pub use auth::{
-    Auth, CertGroups, CertUser, CertificateAuth, TokenAlgorithm, TokenClaims, TokenKey, Tokens,
+    Auth, CertGroups, CertUser, CertificateAuth, LocalAuth, TokenAlgorithm, TokenClaims, TokenKey,
+    Tokens,
 };
 pub use engine::{Bundled, Engine};
 pub use limits::{IdentityLimits, IdentityOverride, Limits, Unauthenticated};
@@ -115,6 +116,7 @@ impl Config {
                 *p = base.join(&*p);
             }
         };
+        self.listen.resolve_paths(&r);
         self.tls.resolve_paths(&r);
         self.engine.resolve_paths(&r);
         self.auth.resolve_paths(&r);

@@ -20,7 +20,12 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::admission::ConnAdmission;
+use crate::identity::local::{LocalError, LocalPeer};
 use crate::identity::CertInfo;
+
+/// A client of the local socket, as the kernel and `auth.local` named it
+/// when it connected (or why it could not be named).
+pub type LocalConn = Result<Arc<LocalPeer>, LocalError>;
 
 /// What the pipeline knows about the connection a request arrived on.
 pub struct ConnInfo {
@@ -32,6 +37,9 @@ pub struct ConnInfo {
     /// Unauthenticated (in the pre-authentication budget) or counted for
     /// an identity.
     pub admission: ConnAdmission,
+    /// Set for a connection on the local socket (`listen.unix`): its
+    /// requests are authenticated by this, never by a certificate or token.
+    pub local: Option<LocalConn>,
     in_flight: AtomicUsize,
     last_active: Mutex<Instant>,
     /// Notified when the last request in flight has finished.
@@ -53,10 +61,28 @@ impl ConnInfo {
             cert,
             cancel,
             admission,
+            local: None,
             in_flight: AtomicUsize::new(0),
             last_active: Mutex::new(Instant::now()),
             idle: Notify::new(),
             parkable: AtomicBool::new(false),
+        }
+    }
+
+    /// A connection on the local socket, from `peer` (its `peer` address
+    /// is unspecified: a unix socket has none).
+    pub fn local(peer: LocalConn, cancel: CancellationToken, admission: ConnAdmission) -> Self {
+        let mut info = Self::new(SocketAddr::from(([0, 0, 0, 0], 0)), None, cancel, admission);
+        info.local = Some(peer);
+        info
+    }
+
+    /// The client as the audit log names it: `ip:port`, or `unix` for the
+    /// local socket.
+    pub fn client_label(&self) -> String {
+        match self.local {
+            Some(_) => "unix".to_owned(),
+            None => self.peer.to_string(),
         }
     }
 

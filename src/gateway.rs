@@ -35,6 +35,8 @@ pub enum LoadError {
     Audit(#[from] crate::audit::AuditError),
     #[error("auth.tokens: {0}")]
     Tokens(#[from] token::TokenError),
+    #[error("{0}; fix it in the config file")]
+    Local(#[from] crate::identity::name::NameError),
 }
 
 /// Everything a request needs, shared by all connections.
@@ -52,6 +54,8 @@ pub struct Gateway {
     pub connections: Arc<Connections>,
     /// The pre-authentication budget and the per-identity limits.
     pub admission: Admission,
+    /// `auth.local`: the policy groups of local users on `listen.unix`.
+    pub local: crate::identity::local::LocalMap,
     /// Fired after the grace period: closes streams and hijacked sessions.
     pub force_close: CancellationToken,
     /// Tracks every connection and hijack task.
@@ -72,6 +76,7 @@ impl Gateway {
             Arc::new(Policy::load(&config.policy, &config.limits)?.with_metrics(metrics.clone()));
         let audit = Auditor::open(&config.audit, metrics.clone()).await?;
         let admission = Admission::new(&config.limits, metrics.clone());
+        let local = crate::identity::local::LocalMap::new(&config.auth.local)?;
         Ok(Gateway {
             tls,
             auth: Authenticator::new(&config.auth.certificate, tokens),
@@ -82,6 +87,7 @@ impl Gateway {
             engine,
             connections: Arc::new(Connections::default()),
             admission,
+            local,
             force_close: CancellationToken::new(),
             tasks: TaskTracker::new(),
             config,

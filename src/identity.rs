@@ -6,6 +6,7 @@
 //! ([`Authenticator::authenticate`]), since the docker CLI sends its
 //! `Authorization` header on every request, hijacked ones included.
 
+pub mod local;
 pub mod name;
 pub mod token;
 
@@ -26,6 +27,8 @@ use crate::config::{CertGroups, CertUser, CertificateAuth};
 pub enum AuthMethod {
     Certificate,
     Token,
+    /// A local user on `listen.unix`, identified by the kernel.
+    Peer,
 }
 
 /// What moat knows about a verified client certificate.
@@ -83,6 +86,8 @@ pub struct Identity {
     pub certificate: Option<Arc<CertInfo>>,
     /// The token's `jti`, if any.
     pub token_id: Option<String>,
+    /// The kernel's credentials of a local client (`listen.unix`).
+    pub local: Option<local::PeerCred>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -110,6 +115,10 @@ pub enum AuthError {
     MalformedHeader,
     #[error("token rejected: {0}")]
     Token(#[from] token::TokenError),
+    #[error("requests on the local socket are authenticated by the kernel as the connecting user; remove the Authorization header")]
+    LocalWithCredential,
+    #[error("{0}; ask an administrator (the local socket names users from the passwd database)")]
+    Local(local::LocalError),
 }
 
 impl AuthError {
@@ -123,6 +132,8 @@ impl AuthError {
             AuthError::TokensDisabled => "tokens_disabled",
             AuthError::MalformedHeader => "malformed_header",
             AuthError::Token(e) => e.reason(),
+            AuthError::LocalWithCredential => "local_with_credential",
+            AuthError::Local(_) => "local_user",
         }
     }
 }
@@ -322,6 +333,7 @@ impl Authenticator {
                 claims: t.claims,
                 certificate: cert.cloned(),
                 token_id: t.id,
+                local: None,
             });
         }
         let (Some(cert), Some(names)) = (cert, cert_names) else {
@@ -335,6 +347,31 @@ impl Authenticator {
             claims: serde_json::Value::Null,
             certificate: Some(cert.clone()),
             token_id: None,
+            local: None,
+        })
+    }
+
+    /// A request on the local socket: the connection's peer, as the kernel
+    /// and `auth.local` named it. Any credential the request carries is
+    /// refused: one request, one identity, and the kernel's is final.
+    pub fn authenticate_local(
+        &self,
+        peer: &Result<Arc<local::LocalPeer>, local::LocalError>,
+        headers: &HeaderMap,
+    ) -> Result<Identity, AuthError> {
+        if headers.contains_key(http::header::AUTHORIZATION) {
+            return Err(AuthError::LocalWithCredential);
+        }
+        let peer = peer.as_ref().map_err(|e| AuthError::Local(e.clone()))?;
+        Ok(Identity {
+            name: peer.user.as_str().to_owned(),
+            groups: peer.groups.iter().map(|g| g.as_str().to_owned()).collect(),
+            auth_method: AuthMethod::Peer,
+            scopes: Vec::new(),
+            claims: serde_json::Value::Null,
+            certificate: None,
+            token_id: None,
+            local: Some(peer.cred),
         })
     }
 }

@@ -8,12 +8,14 @@
 //! 1. [`server`]: the TCP listener, connection limits, idle keep-alive
 //!    connections parked without HTTP buffers, graceful shutdown. New
 //!    connections enter [`admission`]'s pre-authentication budget, and
-//!    count for their identity once it is known.
+//!    count for their identity once it is known. Beside it, the optional
+//!    local unix socket (`listen.unix`) for users on the host.
 //! 2. [`tls`]: mutual TLS (rustls), with certificates and CRL reloaded on
 //!    change ([`reload`]) and client chains verified once per
 //!    certificate and configuration ([`tls::verify`]).
 //! 3. [`identity`]: who the client is, from its certificate or a bearer
-//!    token ([`identity::token`]).
+//!    token ([`identity::token`]), or, on the local socket, from the
+//!    kernel ([`identity::local`]).
 //! 4. [`pipeline`]: the HTTP request path, one readable function.
 //! 5. [`classify`]: which Engine API operation this is, exactly as the
 //!    daemon routes it; then the identity's limits ([`admission`]:

@@ -149,7 +149,8 @@ fn check_head<B>(req: &Request<B>, limit: usize) -> Result<(), Rejection> {
     Ok(())
 }
 
-/// Step 1: the client's identity, from its certificate or bearer token;
+/// Step 1: the client's identity, from its certificate or bearer token (or,
+/// on the local socket, from the kernel);
 /// failures are counted by reason.
 fn authenticate<B>(
     auth: &Authenticator,
@@ -157,9 +158,11 @@ fn authenticate<B>(
     conn: &ConnInfo,
     req: &Request<B>,
 ) -> Result<Identity, Rejection> {
-    let identity = auth
-        .authenticate(conn.cert.as_ref(), req.headers())
-        .inspect_err(|e| metrics.auth_failure(e.reason()))?;
+    let identity = match &conn.local {
+        Some(peer) => auth.authenticate_local(peer, req.headers()),
+        None => auth.authenticate(conn.cert.as_ref(), req.headers()),
+    }
+    .inspect_err(|e| metrics.auth_failure(e.reason()))?;
     Ok(identity)
 }
 

@@ -194,6 +194,8 @@ fn audit_closed(
         auth_method: crate::identity::AuthMethod::Certificate,
         cert_serial: Some(cert.serial.clone()),
         token_id: None,
+        uid: None,
+        pid: None,
     });
     let record = Record {
         id: hex::encode(rand::random::<[u8; 16]>()),

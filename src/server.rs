@@ -25,6 +25,7 @@
 //! (file changes, SIGHUP) in [`crate::reload`].
 
 mod deadline;
+mod local;
 mod park;
 
 use std::net::SocketAddr;
@@ -66,6 +67,11 @@ pub enum ServeError {
     PolicyWatch(#[from] crate::policy::WatchError),
     #[error("cannot install the SIGHUP handler: {0}")]
     Signal(std::io::Error),
+    #[error("cannot listen on the local socket {path} (listen.unix): {reason}")]
+    Local {
+        path: std::path::PathBuf,
+        reason: String,
+    },
 }
 
 /// A bound, ready-to-run gateway.
@@ -73,6 +79,8 @@ pub struct Server {
     gateway: Arc<Gateway>,
     listener: TcpListener,
     metrics_listener: Option<TcpListener>,
+    /// `listen.unix`, when set ([`local`]).
+    local_listener: Option<local::LocalListener>,
     /// SIGHUP, taken over at bind: once moat says it listens, a SIGHUP must
     /// reload, never terminate (the signal's default action).
     hup: tokio::signal::unix::Signal,
@@ -107,12 +115,14 @@ impl Server {
             ),
             None => None,
         };
+        let local_listener = local::bind(&config.listen)?;
         let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             .map_err(ServeError::Signal)?;
         Ok(Server {
             gateway: Arc::new(gateway),
             listener,
             metrics_listener,
+            local_listener,
             hup,
         })
     }
@@ -131,6 +141,11 @@ impl Server {
             .and_then(|l| l.local_addr().ok())
     }
 
+    /// The local socket's path, if `listen.unix` is set.
+    pub fn local_path(&self) -> Option<&std::path::Path> {
+        self.local_listener.as_ref().map(|l| l.path())
+    }
+
     pub fn gateway(&self) -> &Arc<Gateway> {
         &self.gateway
     }
@@ -143,6 +158,7 @@ impl Server {
             gateway,
             listener,
             metrics_listener,
+            local_listener,
             hup,
         } = self;
         crate::reload::spawn_watcher(gateway.clone(), shutdown.clone())?;
@@ -158,6 +174,12 @@ impl Server {
             ));
         }
         tokio::spawn(gateway::watch_engine(gateway.clone(), shutdown.clone()));
+        if let Some(l) = local_listener {
+            tracing::info!(path = %l.path().display(), "moat listening (local socket)");
+            gateway
+                .tasks
+                .spawn(l.serve(gateway.clone(), shutdown.clone()));
+        }
         tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "moat listening (mutual TLS)");
         let limit = Arc::new(Semaphore::new(gateway.config.limits.max_connections));
         loop {
@@ -322,6 +344,8 @@ fn audit_refused_connection(
             auth_method: crate::identity::AuthMethod::Certificate,
             cert_serial: Some(cert.serial.clone()),
             token_id: None,
+            uid: None,
+            pid: None,
         }),
         client: peer.to_string(),
         request: RequestRecord {

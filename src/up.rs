@@ -88,6 +88,8 @@ pub struct UpOptions {
     /// Serve an engine that already runs on this socket instead of the
     /// bundled one (for this run only; `moat.yaml` keeps `engine.bundled`).
     pub engine_socket: Option<PathBuf>,
+    /// Also serve a local unix socket here (`listen.unix`), this run only.
+    pub unix: Option<PathBuf>,
 }
 
 /// The files of a `moat up` directory.
@@ -195,6 +197,9 @@ fn apply_overrides(config: &mut Config, opts: &UpOptions) {
     if let Some(s) = &opts.engine_socket {
         config.engine.socket = std::path::absolute(s).unwrap_or_else(|_| s.clone());
         config.engine.bundled = None;
+    }
+    if let Some(u) = &opts.unix {
+        config.listen.unix = Some(std::path::absolute(u).unwrap_or_else(|_| u.clone()));
     }
 }
 
@@ -368,6 +373,15 @@ pub fn instructions(
         l.admin_bundle.display()
     ));
     let d = l.admin_bundle.display();
+    if let Some(u) = &prepared.config.listen.unix {
+        out.push_str(&format!(
+            "\n# Or, on this host, through the local socket (no certificate: the kernel says who\n\
+             # you are; map users and groups under auth.local in {}):\n\
+             export DOCKER_HOST=unix://{}\n",
+            l.config.display(),
+            u.display()
+        ));
+    }
     out.push_str(&format!(
         "\n# or as a docker context:\n\
          docker context create moat --docker \"host={host},ca={d}/ca.pem,cert={d}/cert.pem,key={d}/key.pem\"\n\

@@ -29,6 +29,8 @@ fn rec(id: &str, stage: Stage) -> Record {
             auth_method: AuthMethod::Certificate,
             cert_serial: Some("1f".into()),
             token_id: None,
+            uid: None,
+            pid: None,
         }),
         client: "10.0.0.7:51234".into(),
         request: RequestRecord {

@@ -34,6 +34,12 @@ pub struct Args {
     /// starting the bundled one (this run only; DIR/moat.yaml is unchanged).
     #[arg(long, value_name = "PATH")]
     pub engine_socket: Option<PathBuf>,
+    /// Also serve a local unix socket here (listen.unix), for users on this
+    /// host instead of the `docker` group: the kernel names them, and
+    /// auth.local in DIR/moat.yaml maps them to groups (root is admin).
+    /// This run only.
+    #[arg(long, value_name = "PATH")]
+    pub unix: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -42,6 +48,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         listen: args.listen,
         metrics: args.metrics,
         engine_socket: args.engine_socket,
+        unix: args.unix,
     };
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     rt.block_on(async move {

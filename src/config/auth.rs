@@ -1,6 +1,7 @@
-//! Who a client is: the `auth` section (client certificates and bearer
-//! tokens).
+//! Who a client is: the `auth` section (client certificates, bearer
+//! tokens, and local users on the unix socket).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -16,6 +17,26 @@ pub struct Auth {
     /// Bearer tokens (JWT). Absent: tokens are not accepted.
     #[serde(default)]
     pub tokens: Option<Tokens>,
+    /// Local users on `listen.unix`: their policy groups.
+    #[serde(default)]
+    pub local: LocalAuth,
+}
+
+/// How a local user (identified by the kernel on `listen.unix`) gets its
+/// policy groups: the union of its entry under `users` and the entries
+/// under `groups` of every group it is a member of (from the group
+/// database). `root` maps to `admin` unless `users` names `root` itself;
+/// everyone else has no groups until mapped here.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalAuth {
+    /// Local user name (or `uid:N` for a uid without a passwd entry) to
+    /// policy groups.
+    #[serde(default)]
+    pub users: BTreeMap<String, Vec<String>>,
+    /// Local group name to policy groups.
+    #[serde(default)]
+    pub groups: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

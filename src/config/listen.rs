@@ -12,14 +12,55 @@ pub struct Listen {
     /// `host:port` of the mutual-TLS listener. Port 0 picks a free port.
     #[serde(default = "default_listen")]
     pub tcp: SocketAddr,
+    /// A local unix socket serving the same pipeline, its clients
+    /// identified by the kernel (`SO_PEERCRED`) and mapped to groups by
+    /// `auth.local`. Absent: no local socket.
+    #[serde(default)]
+    pub unix: Option<PathBuf>,
+    /// The socket file's mode, octal (`"0666"`: anyone may connect, since
+    /// identity comes from the kernel, not from file permissions).
+    #[serde(default = "default_unix_mode", deserialize_with = "octal_mode")]
+    pub unix_mode: u32,
+    /// The socket file's group (a name from the group database). Absent:
+    /// moat's own group.
+    #[serde(default)]
+    pub unix_group: Option<String>,
 }
 
 impl Default for Listen {
     fn default() -> Self {
         Self {
             tcp: default_listen(),
+            unix: None,
+            unix_mode: default_unix_mode(),
+            unix_group: None,
         }
     }
+}
+
+impl Listen {
+    pub(super) fn resolve_paths(&mut self, r: &impl Fn(&mut PathBuf)) {
+        if let Some(p) = &mut self.unix {
+            r(p);
+        }
+    }
+}
+
+fn default_unix_mode() -> u32 {
+    0o666
+}
+
+/// `"0660"` (a string of octal digits, as `chmod` takes it).
+fn octal_mode<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let s = String::deserialize(d)?;
+    u32::from_str_radix(&s, 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "listen.unix_mode `{s}` is not a file mode: write it as an octal string, e.g. \"0660\""
+            ))
+        })
 }
 
 fn default_listen() -> SocketAddr {

@@ -50,7 +50,7 @@ impl Trail {
                 id: id.to_string(),
                 stage: Stage::Decision,
                 user: None,
-                client: conn.peer.to_string(),
+                client: conn.client_label(),
                 request: RequestRecord {
                     method: req.method().to_string(),
                     uri: req.uri().to_string(),
@@ -81,6 +81,8 @@ impl Trail {
             auth_method: id.auth_method,
             cert_serial: id.certificate.as_ref().map(|c| c.serial.clone()),
             token_id: id.token_id.clone(),
+            uid: id.local.map(|c| c.uid),
+            pid: id.local.and_then(|c| c.pid),
         });
     }
 

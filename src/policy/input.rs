@@ -104,6 +104,16 @@ pub struct UserInput<'a> {
     pub scopes: &'a [String],
     pub claims: &'a Value,
     pub certificate: Option<&'a CertInfo>,
+    /// The kernel's credentials of a local client (`listen.unix`).
+    pub local: Option<LocalInput>,
+}
+
+/// `input.user.local`.
+#[derive(Serialize)]
+pub struct LocalInput {
+    pub uid: u32,
+    pub gid: u32,
+    pub pid: Option<i32>,
 }
 
 /// `input.client`.
@@ -146,6 +156,7 @@ impl<'a> Input<'a> {
         let (auth_method, compat_auth_method) = match id.auth_method {
             AuthMethod::Certificate => ("certificate", "TLS"),
             AuthMethod::Token => ("token", "token"),
+            AuthMethod::Peer => ("peer", "peer"),
         };
         Input {
             request: RequestInput {
@@ -170,10 +181,22 @@ impl<'a> Input<'a> {
                 scopes: &id.scopes,
                 claims: &id.claims,
                 certificate: id.certificate.as_deref(),
+                local: id.local.map(|c| LocalInput {
+                    uid: c.uid,
+                    gid: c.gid,
+                    pid: c.pid,
+                }),
             },
-            client: ClientInput {
-                address: f.client.ip().to_string(),
-                port: f.client.port(),
+            client: match id.local {
+                // A local socket has no address: `unix`, port 0.
+                Some(_) => ClientInput {
+                    address: "unix".to_owned(),
+                    port: 0,
+                },
+                None => ClientInput {
+                    address: f.client.ip().to_string(),
+                    port: f.client.port(),
+                },
             },
             Method: f.method.as_str(),
             Path: &d.raw_target,

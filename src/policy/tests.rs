@@ -67,6 +67,7 @@ fn identity(name: &str, groups: &[&str], scopes: &[&str]) -> Identity {
         claims: Value::Null,
         certificate: None,
         token_id: None,
+        local: None,
     }
 }
 

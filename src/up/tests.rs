@@ -173,9 +173,11 @@ fn flags_override_the_file_for_the_run() {
             listen: Some(addr("0.0.0.0:2376")),
             metrics: Some(addr("127.0.0.1:0")),
             engine_socket: Some(PathBuf::from("/run/docker.sock")),
+            unix: Some(PathBuf::from("/run/moat.sock")),
         },
     );
     assert_eq!(c.listen.tcp, addr("0.0.0.0:2376"));
+    assert_eq!(c.listen.unix.as_deref(), Some(Path::new("/run/moat.sock")));
     assert_eq!(c.metrics.listen, Some(addr("127.0.0.1:0")));
     assert_eq!(c.engine.socket, Path::new("/run/docker.sock"));
     assert!(c.engine.bundled.is_none());

@@ -14,6 +14,7 @@ mod faults;
 mod gateway;
 mod identity;
 mod limits;
+mod local;
 mod names;
 mod policy;
 mod replay;

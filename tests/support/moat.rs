@@ -24,6 +24,8 @@ pub struct MoatOptions {
     pub audit_yaml: Option<String>,
     /// Replaces the default `tls:` section body.
     pub tls_yaml: Option<String>,
+    /// `listen.unix`: also serve this local socket.
+    pub unix_socket: Option<PathBuf>,
 }
 
 pub struct Moat {
@@ -72,8 +74,13 @@ impl Moat {
             .audit_yaml
             .clone()
             .unwrap_or_else(|| "  file: audit/audit.log\n".into());
+        let unix = opts
+            .unix_socket
+            .as_ref()
+            .map(|p| format!("  unix: {}\n", p.display()))
+            .unwrap_or_default();
         let yaml = format!(
-            "listen:\n  tcp: 127.0.0.1:0\ntls:\n{tls}engine:\n  socket: {}\nlimits:\n{limits}policy:\n  dir: {}\naudit:\n{audit}metrics:\n  listen: 127.0.0.1:0\nlog:\n  level: warn\n{}",
+            "listen:\n  tcp: 127.0.0.1:0\n{unix}tls:\n{tls}engine:\n  socket: {}\nlimits:\n{limits}policy:\n  dir: {}\naudit:\n{audit}metrics:\n  listen: 127.0.0.1:0\nlog:\n  level: warn\n{}",
             socket.display(),
             policy_dir.display(),
             opts.extra_yaml,

@@ -404,6 +404,7 @@ mod tests {
                 claims: serde_json::Value::Null,
                 certificate: Some(cert.clone()),
                 token_id: None,
+                local: None,
             },
             Identity {
                 name: "ci-bot".into(),
@@ -414,6 +415,7 @@ mod tests {
                                "groups": ["ci"], "nested": {"x": null, "y": true}}),
                 certificate: Some(cert),
                 token_id: Some("j1".into()),
+                local: None,
             },
         ];
         let uris: [Uri; 2] = [
