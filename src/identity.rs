@@ -219,7 +219,7 @@ fn cert_names(
             let sans = cert.subject_alternative_name().map_err(|_| NameError {
                 source: source.into(),
                 shown: None,
-                why: name::Why::NotUtf8,
+                why: name::Why::BadExtension,
             })?;
             let values: Vec<&str> = sans
                 .iter()

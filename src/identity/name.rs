@@ -128,6 +128,10 @@ pub enum Why {
     StringType(&'static str),
     #[error("there is none")]
     Missing,
+    #[error(
+        "the certificate's subjectAltName extension cannot be read (malformed or present twice)"
+    )]
+    BadExtension,
     #[error("there are {0}; exactly one is needed")]
     Several(usize),
 }
