@@ -416,6 +416,62 @@ mod tests {
         })
     }
 
+    /// A self-signed certificate with CN `cn` and these SANs (DER).
+    fn cert_with_sans(cn: &str, sans: Vec<rcgen::SanType>) -> Vec<u8> {
+        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        p.subject_alt_names = sans;
+        let key = rcgen::KeyPair::generate().unwrap();
+        p.self_signed(&key).unwrap().der().to_vec()
+    }
+
+    #[test]
+    fn a_san_user_needs_exactly_one_san_of_its_kind() {
+        use rcgen::SanType;
+        let email = |e: &str| SanType::Rfc822Name(e.try_into().unwrap());
+        let uri = |u: &str| SanType::URI(u.try_into().unwrap());
+        let by = |user| CertificateAuth {
+            user,
+            ..CertificateAuth::default()
+        };
+        let one = cert_with_sans("x", vec![email("alice@example.com"), uri("spiffe://e/a")]);
+        let names = CertInfo::from_der(&one, &by(CertUser::SanEmail))
+            .unwrap()
+            .names
+            .unwrap();
+        assert_eq!(names.user, "alice@example.com");
+        let names = CertInfo::from_der(&one, &by(CertUser::SanUri))
+            .unwrap()
+            .names
+            .unwrap();
+        assert_eq!(names.user, "spiffe://e/a");
+
+        let two = cert_with_sans(
+            "x",
+            vec![email("alice@example.com"), email("admin@example.com")],
+        );
+        let e = CertInfo::from_der(&two, &by(CertUser::SanEmail))
+            .unwrap()
+            .names
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("there are 2; exactly one is needed"),
+            "{e}"
+        );
+        let none = cert_with_sans("x", vec![uri("spiffe://e/a")]);
+        let e = CertInfo::from_der(&none, &by(CertUser::SanEmail))
+            .unwrap()
+            .names
+            .unwrap_err();
+        assert!(e.to_string().contains("there is none"), "{e}");
+        let bad = cert_with_sans("x", vec![email("ali\u{7}ce@example.com")]);
+        let e = CertInfo::from_der(&bad, &by(CertUser::SanEmail))
+            .unwrap()
+            .names
+            .unwrap_err();
+        assert!(e.to_string().contains("\\u{7}"), "{e}");
+    }
+
     fn authenticator() -> Authenticator {
         Authenticator::new(&CertificateAuth::default(), None)
     }
