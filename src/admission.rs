@@ -18,19 +18,11 @@
 pub mod identities;
 pub mod pool;
 
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
-
-use bytes::Bytes;
-use http::Response;
-use http_body::{Body, Frame, SizeHint};
-use http_body_util::BodyExt;
 
 use crate::classify::{OpId, Route};
 use crate::config::Limits;
 use crate::metrics::Metrics;
-use crate::resbody::{BoxError, ResBody};
 
 pub use identities::{Held, Identities, Kind, Limit, Over};
 pub use pool::{Pool, Unauth};
@@ -170,40 +162,6 @@ pub fn kind(route: &Route, upgrade: bool) -> Kind {
 fn truthy(v: &str) -> bool {
     let v = v.trim().to_ascii_lowercase();
     !matches!(v.as_str(), "" | "0" | "no" | "false" | "none")
-}
-
-pin_project_lite::pin_project! {
-    /// A response body that keeps a request's count until it has ended.
-    struct HoldBody {
-        #[pin]
-        inner: ResBody,
-        held: Held,
-    }
-}
-
-impl Body for HoldBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        self.project().inner.poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-/// Keeps `held` until the response body has been sent or dropped.
-pub fn hold_until_end(resp: Response<ResBody>, held: Held) -> Response<ResBody> {
-    resp.map(|inner| HoldBody { inner, held }.boxed_unsync())
 }
 
 #[cfg(test)]
