@@ -14,9 +14,13 @@
 //!   `application/json`): a form-encoded body would override query
 //!   parameters in the daemon;
 //! - it is parsed strictly ([`parse_json_strict`]): one JSON value, no
-//!   trailing data, no two keys equal ignoring case, every key that could
-//!   reach a Go struct field spelled canonically (see [`schema`]);
-//! - the engine is sent exactly the inspected bytes.
+//!   trailing data, no two keys equal ignoring case; a key that reaches a
+//!   known Go struct field in another case is rewritten to the field's
+//!   canonical spelling, and one whose field is not known is refused (see
+//!   [`schema`]);
+//! - the client's bytes are dropped here: what goes on is the parsed
+//!   document, which [`crate::effective`] turns into what the engine will
+//!   apply; the engine receives moat's serialization of that document.
 //!
 //! Uploads ([`BodyKind::Stream`]) are streamed untouched; they must not be
 //! form-encoded either, because Go's `ParseForm` would read such a body as
@@ -40,10 +44,12 @@ pub use schema::SchemaRoot;
 pub enum Inspected {
     /// No body.
     Empty,
-    /// A JSON body: what the policy sees, and exactly the bytes forwarded.
+    /// A JSON body, keys spelled canonically. The client's bytes are not
+    /// kept: the engine is sent moat's serialization of what the policy saw.
     Json {
         value: serde_json::Value,
-        bytes: Bytes,
+        /// How many bytes the client sent.
+        received: u64,
     },
     /// An upload, streamed to the engine untouched.
     Stream(Incoming),
@@ -200,12 +206,12 @@ pub fn check_stream_headers(headers: &HeaderMap) -> Result<(), BodyError> {
     }
 }
 
-/// Parses a JSON body the strict way (see the module docs) and checks its
-/// keys against the schema from `root` ([`SchemaRoot::for_operation`]).
+/// Parses a JSON body the strict way (see the module docs) and spells its
+/// keys canonically against the schema from `root`
+/// ([`SchemaRoot::for_operation`]).
 pub fn parse_json_strict(bytes: &[u8], root: SchemaRoot) -> Result<serde_json::Value, BodyError> {
     let value = json::parse_strict(bytes)?;
-    schema::check_keys(&value, root)?;
-    Ok(value)
+    schema::canonicalize(value, root)
 }
 
 /// Inspects a fully read body of an [`BodyKind::Inspect`] operation.
@@ -226,7 +232,10 @@ pub fn inspect_bytes(
         Some(mt) => return Err(BodyError::NotJson(mt)),
     }
     let value = parse_json_strict(&bytes, SchemaRoot::for_operation(op.id.as_str()))?;
-    Ok(Inspected::Json { value, bytes })
+    Ok(Inspected::Json {
+        value,
+        received: bytes.len() as u64,
+    })
 }
 
 /// Inspects a request body. Call [`check_framing`] first.

@@ -48,6 +48,8 @@ pub struct Gateway {
     pub audit: Auditor,
     pub metrics: Arc<Metrics>,
     pub upstream: Upstream,
+    /// The engine's API version range, learnt on first use.
+    pub engine_api: crate::effective::EngineApi,
     /// The engine's state: always running for an external engine; for a
     /// bundled one, not running while it (re)starts.
     pub engine: Arc<EngineStatus>,
@@ -84,6 +86,7 @@ impl Gateway {
             audit,
             metrics,
             upstream: Upstream::new(config.engine.socket.clone()),
+            engine_api: crate::effective::EngineApi::default(),
             engine,
             connections: Arc::new(Connections::default()),
             admission,

@@ -22,11 +22,14 @@
 //!    requests in flight, streams, rate).
 //! 6. [`body`]: the request body, read whole and parsed strictly where the
 //!    policy must see it, streamed where it is an upload.
-//! 7. [`policy`]: the Rego decision.
-//! 8. [`audit`]: the hash-chained audit record, written before forwarding.
-//! 9. [`forward`] and [`hijack`]: the engine's unix socket, streamed or
-//!    hijacked with half-close.
-//! 10. [`respond`]: the one place a refusal becomes a client response.
+//! 7. [`effective`]: the API version the engine will apply, and the
+//!    effective body (deprecated positions refused, version adjustments
+//!    applied) that the policy decides on and the engine receives.
+//! 8. [`policy`]: the Rego decision.
+//! 9. [`audit`]: the hash-chained audit record, written before forwarding.
+//! 10. [`forward`] and [`hijack`]: the engine's unix socket, streamed or
+//!     hijacked with half-close.
+//! 11. [`respond`]: the one place a refusal becomes a client response.
 //!
 //! Shared by the stages, below them: [`conn`] (what is known about one
 //! client connection, and the registry of open ones), [`resbody`] (the body
@@ -52,6 +55,7 @@ pub mod classify;
 pub mod cli;
 pub mod config;
 pub mod conn;
+pub mod effective;
 pub mod engine;
 pub mod forward;
 pub mod gateway;

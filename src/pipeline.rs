@@ -1,9 +1,10 @@
 //! The request path, top to bottom in one function: [`handle`].
 //!
 //! check the head → authenticate → classify → admit (engine up, framing,
-//! upgrade) → the identity's limits → read/inspect the body → *[effective request]* → decide →
-//! audit the decision → enforce → *[ownership]* → forward or hijack →
-//! respond (and audit the completion when the response has ended).
+//! upgrade) → API version → the identity's limits → read/inspect the body →
+//! effective request → decide → audit the decision → enforce →
+//! *[ownership]* → forward or hijack → respond (and audit the completion
+//! when the response has ended).
 //!
 //! Each stage is one call that returns what the next needs, or a
 //! [`Rejection`]; the first refusal ends the request. The places marked
@@ -33,12 +34,13 @@ use crate::body::{self, Inspected};
 use crate::classify::{self, Route};
 use crate::config::{AuditLevel, Limits};
 use crate::conn::ConnInfo;
+use crate::effective;
 use crate::engine::EngineStatus;
 use crate::forward::{stream_body, Upstream};
 use crate::gateway::Gateway;
 use crate::identity::{Authenticator, Identity};
 use crate::metrics::Metrics;
-use crate::policy::{Decision, Facts, Policy};
+use crate::policy::{Decision, Facts};
 use crate::resbody::{full, ResBody};
 use crate::respond::{error_response, Rejection};
 
@@ -89,37 +91,29 @@ async fn stages(
     let route = classify::classify(req.method(), req.uri())?;
     trail.route(&route);
     admit(&gw.engine, &req)?;
+    let version =
+        effective::version(&gw.engine_api, &gw.upstream, &gw.config.engine, &route).await?;
     let upgrade = Upgrade::take(&mut req, &route)?;
     trail.hold(limit(&gw.admission, &identity, &route, upgrade.is_some())?);
 
     // 3. The body the policy must see (uploads stream untouched).
     let (parts, incoming) = req.into_parts();
     let inspected = read_body(&route, &parts, incoming, limits).await?;
+
+    // 3b. The effective request: what the engine will really apply. It
+    //     replaces `inspected`: the policy decides on it, and the engine
+    //     receives exactly its serialization.
+    let inspected = effective::body(&route, &version, inspected)?;
     upgrade::require(upgrade.as_ref(), &route, inspected.json())?;
     if gw.config.audit.level == AuditLevel::Request {
         trail.body(inspected.json());
     }
 
-    // STAGE SLOT: the effective request (issue 14). What the engine will
-    // really apply, built from `inspected` (and `parts`, `route`): it
-    // replaces `inspected`, so that the policy decides on it and the
-    // engine receives exactly its re-serialization.
-
     // STAGE SLOT: ownership, before the decision (issue 15). Resolve the
     // objects the request names, so that the policy sees their owners.
 
     // 4. The decision.
-    let record_input = gw.config.audit.level == AuditLevel::Request;
-    let (decision, input) = decide(
-        &gw.policy,
-        conn,
-        &parts,
-        &route,
-        &inspected,
-        &identity,
-        record_input,
-    )
-    .await;
+    let (decision, input) = decide(gw, conn, &parts, &route, &version, &inspected, &identity).await;
     if let Some(input) = input {
         trail.input(input);
     }
@@ -209,24 +203,27 @@ async fn read_body(
     Ok(inspected)
 }
 
-/// Step 4: the policy's decision on the request as inspected, and, when
-/// `record_input` (audit.level `request`), the input document it was made
+/// Step 4: the policy's decision on the effective request, and, when
+/// `audit.level` is `request`, the input document it was made
 /// on, for the audit record. `Policy::decide` observes
 /// `moat_policy_eval_seconds` itself.
 async fn decide(
-    policy: &Policy,
+    gw: &Gateway,
     conn: &ConnInfo,
     parts: &Parts,
     route: &Route,
+    version: &effective::Version,
     inspected: &Inspected,
     identity: &Identity,
-    record_input: bool,
 ) -> (Decision, Option<serde_json::Value>) {
+    let (policy, record_input) = (&gw.policy, gw.config.audit.level == AuditLevel::Request);
+    let api_version = version.api.to_string();
     let facts = Facts {
         method: &parts.method,
         uri: &parts.uri,
         headers: &parts.headers,
         route,
+        api_version: Some(&api_version),
         body: inspected.json(),
         identity,
         client: conn.peer,
@@ -249,14 +246,22 @@ async fn forward(
     gw: &Gateway,
     conn: &ConnInfo,
     trail: &mut Trail,
-    parts: Parts,
+    mut parts: Parts,
     route: &Route,
     inspected: Inspected,
     upgrade: Option<Upgrade>,
 ) -> Result<Response<ResBody>, Rejection> {
     let (bytes_in, body) = match inspected {
         Inspected::Empty => (0, full(Bytes::new())),
-        Inspected::Json { bytes, .. } => (bytes.len() as u64, full(bytes)),
+        // moat's serialization of what the policy saw, never the client's
+        // bytes; hyper sets its Content-Length.
+        Inspected::Json { value, received } => {
+            parts.headers.insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            (received, full(Bytes::from(value.to_string())))
+        }
         Inspected::Stream(s) => {
             let (counted, counter) = completion::count_request(s);
             trail.request_counter(counter);

@@ -41,6 +41,9 @@ pub struct Facts<'a> {
     pub uri: &'a Uri,
     pub headers: &'a HeaderMap,
     pub route: &'a Route,
+    /// The API version the engine will apply (`input.request.api_version`):
+    /// the path's prefix, or the engine's newest when there is none.
+    pub api_version: Option<&'a str>,
     /// The parsed JSON body, when the operation's body is inspected and
     /// non-empty.
     pub body: Option<&'a serde_json::Value>,

@@ -12,6 +12,7 @@ use http::{header, HeaderValue, Response, StatusCode};
 use crate::audit::AuditError;
 use crate::body::BodyError;
 use crate::classify::{ClassifyError, OpId};
+use crate::effective::EffectiveError;
 use crate::forward::ForwardError;
 use crate::identity::AuthError;
 use crate::resbody::{full, ResBody};
@@ -25,6 +26,8 @@ pub enum Rejection {
     Classify(#[from] ClassifyError),
     #[error(transparent)]
     Body(#[from] BodyError),
+    #[error(transparent)]
+    Effective(#[from] EffectiveError),
     #[error("{op} hijacks the connection: send it with `Connection: Upgrade` and `Upgrade: tcp` (the docker CLI does this itself)")]
     UpgradeRequired { op: OpId },
     #[error("`Upgrade` is only accepted on attach, exec start, /session and /grpc, not on {op}")]
@@ -49,6 +52,7 @@ impl Rejection {
             Rejection::Auth(_) => StatusCode::UNAUTHORIZED,
             Rejection::Classify(e) => e.status(),
             Rejection::Body(e) => e.status(),
+            Rejection::Effective(e) => e.status(),
             Rejection::UpgradeRequired { .. } | Rejection::UnexpectedUpgrade { .. } => {
                 StatusCode::BAD_REQUEST
             }

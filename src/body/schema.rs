@@ -1,16 +1,21 @@
 //! Canonical key spellings. The daemon decodes JSON into Go structs, whose
 //! field names match keys case-insensitively, so `{"hostconfig":
 //! {"privileged": true}}` is a privileged container to the daemon. moat
-//! insists on the canonical spelling wherever a key could reach a Go field:
+//! gives the policy (and the engine) the canonical spelling wherever a key
+//! could reach a Go field:
 //!
 //! - At a position the Engine API swagger (v1.41 and newest, merged; see
 //!   `tools/gen_body_schema.py` and the generated `schema_table.rs`)
 //!   describes as a struct, a key that folds-equal to one of that struct's
-//!   fields but is spelled differently is refused.
+//!   fields but is spelled differently is rewritten to the field's spelling
+//!   (docker-py sends `detachKeys`; the daemon reads it as `DetachKeys`).
+//!   Two keys of one object that fold-equal were already refused by the
+//!   parser, so the rewrite never merges keys.
 //! - Everywhere except map positions (swagger `additionalProperties`, such as
 //!   `Labels`, `DriverOpts`, `Options`, whose keys are data), a key that
 //!   folds-equal to ANY property name of the API but matches none of their
-//!   spellings exactly is refused too. This backstop fails closed where the
+//!   spellings exactly is refused: which field it reaches (if any) is not
+//!   known there, so it cannot be rewritten. This backstop fails closed where the
 //!   swagger is incomplete or the operation has no documented body.
 
 use std::collections::HashMap;
@@ -90,43 +95,67 @@ fn known_folds() -> &'static HashMap<String, Vec<&'static str>> {
     })
 }
 
-/// Checks every key of `value` against the schema from `root`.
-pub fn check_keys(value: &Value, root: SchemaRoot) -> Result<(), BodyError> {
+/// Checks every key of `value` against the schema from `root` and returns
+/// the document with every key spelled canonically: at a known struct
+/// position a key equal ignoring case to one field is renamed to that field
+/// (the daemon matches it the same way, so the meaning is unchanged); where
+/// the position is unknown, a key equal ignoring case to an API property but
+/// spelled differently is refused, since which field it reaches is not
+/// known.
+pub fn canonicalize(value: Value, root: SchemaRoot) -> Result<Value, BodyError> {
     if root.is_struct() && !matches!(value, Value::Object(_) | Value::Null) {
         return Err(BodyError::NotObject(root.op.to_string()));
     }
     walk(value, root.node)
 }
 
-fn walk(value: &Value, at: u16) -> Result<(), BodyError> {
+fn walk(value: Value, at: u16) -> Result<Value, BodyError> {
     match (value, node(at)) {
         (Value::Object(obj), Node::Map(child)) => obj
-            .iter()
-            .try_for_each(|(k, v)| walk(v, *child).map_err(|e| e.under(k))),
-        (Value::Object(obj), Node::Struct(fields)) => obj.iter().try_for_each(|(k, v)| {
-            if let Some((_, child)) = fields.iter().find(|(f, _)| f == k) {
-                return walk(v, *child).map_err(|e| e.under(k));
-            }
-            let folded = fold_key(k);
-            if let Some((canonical, _)) = fields.iter().find(|(f, _)| fold_key(f) == folded) {
-                return Err(BodyError::non_canonical(k, canonical));
-            }
-            backstop(k)?;
-            walk(v, 0).map_err(|e| e.under(k))
-        }),
-        (Value::Object(obj), _) => obj.iter().try_for_each(|(k, v)| {
-            backstop(k)?;
-            walk(v, 0).map_err(|e| e.under(k))
-        }),
+            .into_iter()
+            .map(|(k, v)| walk(v, *child).map_err(|e| e.under(&k)).map(|v| (k, v)))
+            .collect::<Result<_, _>>()
+            .map(Value::Object),
+        (Value::Object(obj), Node::Struct(fields)) => obj
+            .into_iter()
+            .map(|(k, v)| {
+                if let Some((_, child)) = fields.iter().find(|(f, _)| *f == k) {
+                    return walk(v, *child).map_err(|e| e.under(&k)).map(|v| (k, v));
+                }
+                let folded = fold_key(&k);
+                if let Some((canonical, child)) = fields.iter().find(|(f, _)| fold_key(f) == folded)
+                {
+                    let canonical = (*canonical).to_string();
+                    return walk(v, *child)
+                        .map_err(|e| e.under(&canonical))
+                        .map(|v| (canonical, v));
+                }
+                backstop(&k)?;
+                walk(v, 0).map_err(|e| e.under(&k)).map(|v| (k, v))
+            })
+            .collect::<Result<_, _>>()
+            .map(Value::Object),
+        (Value::Object(obj), _) => obj
+            .into_iter()
+            .map(|(k, v)| {
+                backstop(&k)?;
+                walk(v, 0).map_err(|e| e.under(&k)).map(|v| (k, v))
+            })
+            .collect::<Result<_, _>>()
+            .map(Value::Object),
         (Value::Array(items), Node::Array(child)) => items
-            .iter()
+            .into_iter()
             .enumerate()
-            .try_for_each(|(i, v)| walk(v, *child).map_err(|e| e.under(&i.to_string()))),
+            .map(|(i, v)| walk(v, *child).map_err(|e| e.under(&i.to_string())))
+            .collect::<Result<_, _>>()
+            .map(Value::Array),
         (Value::Array(items), _) => items
-            .iter()
+            .into_iter()
             .enumerate()
-            .try_for_each(|(i, v)| walk(v, 0).map_err(|e| e.under(&i.to_string()))),
-        _ => Ok(()),
+            .map(|(i, v)| walk(v, 0).map_err(|e| e.under(&i.to_string())))
+            .collect::<Result<_, _>>()
+            .map(Value::Array),
+        (other, _) => Ok(other),
     }
 }
 
@@ -146,11 +175,6 @@ fn backstop(key: &str) -> Result<(), BodyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn check(op: &str, body: &str) -> Result<(), BodyError> {
-        let v: Value = serde_json::from_str(body).unwrap();
-        check_keys(&v, SchemaRoot::for_operation(op))
-    }
 
     #[test]
     fn table_is_well_formed() {
@@ -247,113 +271,119 @@ mod tests {
         );
     }
 
+    /// (operation, body, Ok(the canonical document) or Err(part of the message)).
     #[test]
     fn canonical_spelling() {
-        let cases: &[(&str, &str, Option<&str>)] = &[
+        let cases: &[(&str, &str, Result<&str, &str>)] = &[
             (
                 "ContainerCreate",
                 r#"{"Image":"x","HostConfig":{"Privileged":true}}"#,
-                None,
+                Ok(r#"{"Image":"x","HostConfig":{"Privileged":true}}"#),
             ),
             (
                 "ContainerCreate",
                 r#"{"hostconfig":{"Privileged":true}}"#,
-                Some("HostConfig"),
+                Ok(r#"{"HostConfig":{"Privileged":true}}"#),
             ),
             (
                 "ContainerCreate",
                 r#"{"HostConfig":{"privileged":true}}"#,
-                Some("Privileged"),
+                Ok(r#"{"HostConfig":{"Privileged":true}}"#),
             ),
             (
                 "ContainerCreate",
                 r#"{"HostConfig":{"PRIVILEGED":true}}"#,
-                Some("Privileged"),
+                Ok(r#"{"HostConfig":{"Privileged":true}}"#),
             ),
             (
                 "ContainerCreate",
                 "{\"HostConfig\":{\"Pr\u{0131}vileged\":true}}",
-                Some("Privileged"),
+                Ok(r#"{"HostConfig":{"Privileged":true}}"#),
             ),
             (
                 "ContainerCreate",
                 r#"{"HostConfig":{"Mounts":[{"type":"bind"}]}}"#,
-                Some("Type"),
+                Ok(r#"{"HostConfig":{"Mounts":[{"Type":"bind"}]}}"#),
             ),
             (
                 "ContainerCreate",
                 r#"{"HostConfig":{"Mounts":[{"Type":"bind","Source":"/"}]}}"#,
-                None,
+                Ok(r#"{"HostConfig":{"Mounts":[{"Type":"bind","Source":"/"}]}}"#),
             ),
             (
                 "ContainerCreate",
                 r#"{"Labels":{"privileged":"x","hostconfig":"y"}}"#,
-                None,
+                Ok(r#"{"Labels":{"privileged":"x","hostconfig":"y"}}"#),
             ),
             (
                 "ContainerCreate",
                 r#"{"NetworkingConfig":{"EndpointsConfig":{"hostconfig":{"Aliases":["a"]}}}}"#,
-                None,
+                Ok(r#"{"NetworkingConfig":{"EndpointsConfig":{"hostconfig":{"Aliases":["a"]}}}}"#),
             ),
             (
                 "ContainerCreate",
                 r#"{"NetworkingConfig":{"EndpointsConfig":{"n":{"aliases":["a"]}}}}"#,
-                Some("Aliases"),
+                Ok(r#"{"NetworkingConfig":{"EndpointsConfig":{"n":{"Aliases":["a"]}}}}"#),
             ),
             (
                 "ContainerCreate",
                 r#"{"Unrelated":1,"x-custom":{"a":1}}"#,
-                None,
+                Ok(r#"{"Unrelated":1,"x-custom":{"a":1}}"#),
             ),
             (
                 "ContainerCreate",
                 r#"{"x-custom":{"privileged":1}}"#,
-                Some("Privileged"),
+                Err("must be spelled `Privileged`"),
             ),
             (
                 "ContainerCreate",
                 r#"{"x-custom":{"Id":1,"ID":{"Tty":true,"OS":"x"}}}"#,
-                None,
+                Ok(r#"{"x-custom":{"Id":1,"ID":{"Tty":true,"OS":"x"}}}"#),
             ),
             (
                 "ContainerCreate",
                 r#"{"x-custom":{"tty":true}}"#,
-                Some("TTY"),
+                Err("TTY"),
             ),
-            ("ContainerCreate", r#"[]"#, Some("object")),
+            ("ContainerCreate", r#"[]"#, Err("object")),
             (
                 "ContainerExec",
-                r#"{"Cmd":["sh"],"privileged":true}"#,
-                Some("Privileged"),
+                r#"{"Cmd":["sh"],"privileged":true,"detachKeys":"ctrl-x"}"#,
+                Ok(r#"{"Cmd":["sh"],"Privileged":true,"DetachKeys":"ctrl-x"}"#),
             ),
-            ("ContainerUpdate", r#"{"memory":1}"#, Some("Memory")),
+            ("ContainerUpdate", r#"{"memory":1}"#, Ok(r#"{"Memory":1}"#)),
             (
                 "VolumeCreate",
                 r#"{"DriverOpts":{"type":"none","o":"bind","device":"/"}}"#,
-                None,
+                Ok(r#"{"DriverOpts":{"type":"none","o":"bind","device":"/"}}"#),
             ),
             (
                 "VolumeCreate",
                 r#"{"driveropts":{"type":"none"}}"#,
-                Some("DriverOpts"),
+                Ok(r#"{"DriverOpts":{"type":"none"}}"#),
             ),
             (
                 "ServiceCreate",
                 r#"{"TaskTemplate":{"ContainerSpec":{"mounts":[]}}}"#,
-                Some("Mounts"),
+                Ok(r#"{"TaskTemplate":{"ContainerSpec":{"Mounts":[]}}}"#),
             ),
-            ("PluginSet", r#"["DEBUG=1"]"#, None),
-            ("ContainerStart", r#"{"hostconfig":{}}"#, Some("HostConfig")),
+            ("PluginSet", r#"["DEBUG=1"]"#, Ok(r#"["DEBUG=1"]"#)),
+            (
+                "ContainerStart",
+                r#"{"hostconfig":{}}"#,
+                Err("must be spelled `HostConfig`"),
+            ),
             (
                 "Unknown",
                 r#"{"HostConfig":{"privileged":true}}"#,
-                Some("Privileged"),
+                Err("must be spelled `Privileged`"),
             ),
         ];
         for (op, body, want) in cases {
-            match (check(op, body), want) {
-                (Ok(()), None) => {}
-                (Err(e), Some(w)) => assert!(e.to_string().contains(w), "{op} {body}: {e}"),
+            let v: Value = serde_json::from_str(body).unwrap();
+            match (canonicalize(v, SchemaRoot::for_operation(op)), want) {
+                (Ok(got), Ok(w)) => assert_eq!(got.to_string(), *w, "{op} {body}"),
+                (Err(e), Err(w)) => assert!(e.to_string().contains(w), "{op} {body}: {e}"),
                 (got, _) => panic!("{op} {body}: got {got:?}, want {want:?}"),
             }
         }

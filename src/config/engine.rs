@@ -17,6 +17,11 @@ pub struct Engine {
     /// only on `socket`.
     #[serde(default)]
     pub bundled: Option<Bundled>,
+    /// The oldest Engine API version moat lets through (`"1.24"`, quoted).
+    /// Older versions carry deprecated body positions (a HostConfig in the
+    /// start body below 1.24); requests for them get a 400 naming this key.
+    #[serde(default = "default_min_api_version")]
+    pub min_api_version: crate::effective::ApiVersion,
 }
 
 impl Default for Engine {
@@ -24,8 +29,13 @@ impl Default for Engine {
         Self {
             socket: default_engine_socket(),
             bundled: None,
+            min_api_version: default_min_api_version(),
         }
     }
+}
+
+fn default_min_api_version() -> crate::effective::ApiVersion {
+    crate::effective::DEFAULT_MIN_API_VERSION
 }
 
 fn default_engine_socket() -> PathBuf {

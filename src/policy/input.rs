@@ -162,7 +162,7 @@ impl<'a> Input<'a> {
             request: RequestInput {
                 method: f.method.as_str(),
                 path: &route.path,
-                api_version: route.api_version.as_deref(),
+                api_version: f.api_version,
                 query,
                 headers: LowerHeaders(f.headers),
                 body,

@@ -8,7 +8,13 @@ use std::time::Duration;
 
 use crate::support::{pki, raw, Docker, Moat, MoatOptions};
 
-/// A fake engine that answers each connection with `script` and closes.
+/// The answers to the version lookup moat makes before its first request.
+const VERSION: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 44\r\n\r\n{\"ApiVersion\":\"1.41\",\"MinAPIVersion\":\"1.12\"}";
+const INFO: &[u8] =
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 21\r\n\r\n{\"CgroupVersion\":\"1\"}";
+
+/// A fake engine that answers each connection with `script` and closes
+/// (after answering moat's `GET /version` and `GET /info` as dockerd 20.10).
 fn fake_engine(script: &'static [u8]) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("fake.sock");
@@ -17,8 +23,13 @@ fn fake_engine(script: &'static [u8]) -> (tempfile::TempDir, std::path::PathBuf)
         for mut conn in listener.incoming().flatten() {
             let mut buf = [0u8; 4096];
             conn.set_read_timeout(Some(Duration::from_secs(5))).ok();
-            let _ = conn.read(&mut buf);
-            let _ = conn.write_all(script);
+            let n = conn.read(&mut buf).unwrap_or(0);
+            let answer = match &buf[..n] {
+                r if r.starts_with(b"GET /version ") => VERSION,
+                r if r.starts_with(b"GET /info ") => INFO,
+                _ => script,
+            };
+            let _ = conn.write_all(answer);
             // Dropping the stream is the engine dying.
         }
     });

@@ -371,8 +371,8 @@ fn raw_http_evasions_do_not_get_past_the_developer_policy() {
             }),
         ),
         (
-            "lower-case keys",
-            "must be spelled `HostConfig`",
+            "lower-case keys (rewritten to the canonical spelling)",
+            "privileged containers are not allowed",
             Box::new(|name: &str| {
                 post(
                     &format!("/v1.41/containers/create?name={name}"),
@@ -415,8 +415,8 @@ fn raw_http_evasions_do_not_get_past_the_developer_policy() {
             }),
         ),
         (
-            "long-s folded key (Hoſtconfig)",
-            "must be spelled `HostConfig`",
+            "long-s folded key (Hoſtconfig, rewritten)",
+            "privileged containers are not allowed",
             Box::new(|name: &str| {
                 post(
                     &format!("/v1.41/containers/create?name={name}"),
@@ -426,8 +426,8 @@ fn raw_http_evasions_do_not_get_past_the_developer_policy() {
             }),
         ),
         (
-            "Kelvin-sign folded key (NetworKMode)",
-            "must be spelled `NetworkMode`",
+            "Kelvin-sign folded key (NetworKMode, rewritten)",
+            "host namespaces are not allowed (HostConfig.NetworkMode=host)",
             Box::new(|name: &str| {
                 post(
                     &format!("/v1.41/containers/create?name={name}"),
@@ -463,6 +463,85 @@ fn raw_http_evasions_do_not_get_past_the_developer_policy() {
             "path without version",
             "privileged containers are not allowed",
             Box::new(|name: &str| post(&format!("/containers/create?name={name}"), "", PRIVILEGED)),
+        ),
+        // Issue 14: the daemon's deprecated top-level HostConfig position.
+        (
+            "top-level Privileged and Binds (no HostConfig)",
+            "deprecated position",
+            Box::new(|name: &str| {
+                post(
+                    &format!("/v1.41/containers/create?name={name}"),
+                    "",
+                    r#"{"Image":"moat-test/busybox:latest","Cmd":["sh"],"Privileged":true,"Binds":["/:/host"]}"#,
+                )
+            }),
+        ),
+        (
+            "\"HostConfig\": null beside top-level Binds",
+            "belongs in `HostConfig.Binds`",
+            Box::new(|name: &str| {
+                post(
+                    &format!("/containers/create?name={name}"),
+                    "",
+                    r#"{"Image":"moat-test/busybox:latest","Cmd":["sh"],"HostConfig":null,"Binds":["/:/host"]}"#,
+                )
+            }),
+        ),
+        (
+            "empty HostConfig beside top-level Privileged",
+            "belongs in `HostConfig.Privileged`",
+            Box::new(|name: &str| {
+                post(
+                    &format!("/v1.24/containers/create?name={name}"),
+                    "",
+                    r#"{"Image":"moat-test/busybox:latest","Cmd":["sh"],"HostConfig":{},"Privileged":true}"#,
+                )
+            }),
+        ),
+        (
+            "chunked body with top-level Privileged",
+            "deprecated position",
+            Box::new(|name: &str| {
+                let body = r#"{"Image":"moat-test/busybox:latest","Cmd":["sh"],"Privileged":true}"#;
+                format!(
+                    "POST /v1.41/containers/create?name={name} HTTP/1.1\r\nHost: docker\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+                    body.len()
+                )
+                .into_bytes()
+            }),
+        ),
+        (
+            "version /v1.12/ (below engine.min_api_version)",
+            "engine.min_api_version",
+            Box::new(|name: &str| {
+                post(
+                    &format!("/v1.12/containers/create?name={name}"),
+                    "",
+                    PRIVILEGED,
+                )
+            }),
+        ),
+        (
+            "version /v1.23/ (below engine.min_api_version)",
+            "engine.min_api_version",
+            Box::new(|name: &str| {
+                post(
+                    &format!("/v1.23/containers/create?name={name}"),
+                    "",
+                    PRIVILEGED,
+                )
+            }),
+        ),
+        (
+            "version /v1.99/ (newer than the engine)",
+            "not served by the engine",
+            Box::new(|name: &str| {
+                post(
+                    &format!("/v1.99/containers/create?name={name}"),
+                    "",
+                    PRIVILEGED,
+                )
+            }),
         ),
         (
             "absolute-form target",

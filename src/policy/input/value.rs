@@ -437,6 +437,7 @@ mod tests {
                                     uri,
                                     headers: h,
                                     route,
+                                    api_version: route.api_version.as_deref(),
                                     body: b,
                                     identity,
                                     client: "[::1]:40000".parse().unwrap(),
