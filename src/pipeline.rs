@@ -86,8 +86,9 @@ async fn stages(
     gw.admission
         .authenticate(&conn.admission, &identity.name, &identity.groups)?;
 
-    // 2. What they ask for, exactly as the daemon will route it, and
-    //    whether it can be taken in at all.
+    // 2. What they ask for, exactly as the daemon will route it, whether
+    //    it can be taken in at all, and the API version the engine will
+    //    apply to it.
     let route = classify::classify(req.method(), req.uri())?;
     trail.route(&route);
     admit(&gw.engine, &req)?;
