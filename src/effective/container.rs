@@ -202,7 +202,36 @@ fn host_config_for_version(
     if version < ApiVersion::new(1, 43) {
         hc.remove("Annotations");
     }
+    derive_label_disable(hc);
     Ok(())
+}
+
+/// The daemon (`generateSecurityOpt`) adds `label=disable` to `SecurityOpt`
+/// for a privileged container or one in the host's IPC or PID namespace,
+/// unless the client set a `label` option itself: SELinux confinement is
+/// off for it. Made explicit here, so that a policy about `label=disable`
+/// sees it; sent explicitly, it makes the daemon add nothing.
+fn derive_label_disable(hc: &mut Map<String, Value>) {
+    let is = |k: &str, v: &Value| hc.get(k) == Some(v);
+    let host = Value::from("host");
+    if !(is("Privileged", &Value::Bool(true)) || is("IpcMode", &host) || is("PidMode", &host)) {
+        return;
+    }
+    let opts = hc
+        .entry("SecurityOpt")
+        .or_insert_with(|| Value::Array(Vec::new()));
+    if opts.is_null() {
+        *opts = Value::Array(Vec::new());
+    }
+    if let Value::Array(list) = opts {
+        let has_label = list
+            .iter()
+            .filter_map(Value::as_str)
+            .any(|o| o.split('=').next() == Some("label"));
+        if !has_label {
+            list.push(Value::from("label=disable"));
+        }
+    }
 }
 
 /// A missing, null or empty-string field: the daemon's `IsEmpty()`.
@@ -252,24 +281,49 @@ pub(super) fn start(body: Value) -> Result<Option<Value>, EffectiveError> {
     }
 }
 
-/// ContainerUpdate.
+/// The fields of an update body the daemon applies (moby v20.10.24
+/// `Container.UpdateContainer`); it ignores every other `Resources` field
+/// (`Devices`, `Ulimits`, …), so they are dropped.
+const UPDATE_APPLIED: &[&str] = &[
+    "BlkioWeight",
+    "CpuPeriod",
+    "CpuQuota",
+    "CpuRealtimePeriod",
+    "CpuRealtimeRuntime",
+    "CpuShares",
+    "CpusetCpus",
+    "CpusetMems",
+    "KernelMemory",
+    "Memory",
+    "MemoryReservation",
+    "MemorySwap",
+    "NanoCpus",
+    "PidsLimit",
+    "RestartPolicy",
+];
+
+/// Applied from API 1.55 on (newer engines).
+const UPDATE_APPLIED_SINCE_1_55: &[&str] = &[
+    "BlkioDeviceReadBps",
+    "BlkioDeviceReadIOps",
+    "BlkioDeviceWriteBps",
+    "BlkioDeviceWriteIOps",
+    "BlkioWeightDevice",
+];
+
+/// ContainerUpdate: only what the daemon applies; below 1.40 `PidsLimit`
+/// is ignored too.
 pub(super) fn update(body: Value, version: ApiVersion) -> Value {
     let Value::Object(mut top) = body else {
         return body;
     };
+    top.retain(|k, _| {
+        UPDATE_APPLIED.contains(&k.as_str())
+            || (version >= ApiVersion::new(1, 55)
+                && UPDATE_APPLIED_SINCE_1_55.contains(&k.as_str()))
+    });
     if version < ApiVersion::new(1, 40) {
         top.remove("PidsLimit");
-    }
-    if version < ApiVersion::new(1, 55) {
-        for f in [
-            "BlkioWeightDevice",
-            "BlkioDeviceReadBps",
-            "BlkioDeviceWriteBps",
-            "BlkioDeviceReadIOps",
-            "BlkioDeviceWriteIOps",
-        ] {
-            top.remove(f);
-        }
     }
     Value::Object(top)
 }
@@ -337,8 +391,9 @@ mod tests {
     #[test]
     fn config_fields_stay() {
         let body = json!({"Image": "x", "Cmd": ["true"], "Labels": {"Privileged": "x"},
-            "Volumes": {"/v": {}}, "MacAddress": "", "HostConfig": {"Privileged": true},
+            "Volumes": {"/v": {}}, "MacAddress": "", "HostConfig": {"Privileged": false},
             "NetworkingConfig": null, "x-unknown": 1});
+        // (HostConfig.Privileged false: nothing is derived from it.)
         assert_eq!(create(body.clone(), v("1.41"), &V1).unwrap(), body);
     }
 
@@ -414,6 +469,36 @@ mod tests {
         assert_eq!(
             create(json!({"Image": "x", "HostConfig": null}), v("1.24"), &V1).unwrap(),
             json!({"Image": "x", "HostConfig": null})
+        );
+    }
+
+    #[test]
+    fn label_disable_is_derived_as_the_daemon_does() {
+        let hc = |body: Value| {
+            create(json!({"HostConfig": body}), v("1.41"), &V2).unwrap()["HostConfig"].clone()
+        };
+        for body in [
+            json!({"Privileged": true}),
+            json!({"IpcMode": "host"}),
+            json!({"PidMode": "host", "SecurityOpt": null}),
+        ] {
+            assert_eq!(
+                hc(body.clone())["SecurityOpt"],
+                json!(["label=disable"]),
+                "{body}"
+            );
+        }
+        assert_eq!(
+            hc(json!({"Privileged": true, "SecurityOpt": ["seccomp=unconfined"]}))["SecurityOpt"],
+            json!(["seccomp=unconfined", "label=disable"])
+        );
+        assert_eq!(
+            hc(json!({"Privileged": true, "SecurityOpt": ["label=type:x"]}))["SecurityOpt"],
+            json!(["label=type:x"])
+        );
+        assert_eq!(
+            hc(json!({"Privileged": false, "PidMode": "Host"})),
+            json!({"Privileged": false, "PidMode": "Host"})
         );
     }
 

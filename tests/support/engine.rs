@@ -20,6 +20,40 @@ impl Engine {
         format!("unix://{}", self.socket.display())
     }
 
+    /// One Engine API request straight to the engine's socket (HTTP/1.0,
+    /// so the answer is never chunked): status and JSON body (null when the
+    /// body is empty or not JSON). For setup and for inspecting what the
+    /// engine really did.
+    pub fn api(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        use std::io::{Read, Write};
+        let mut s = std::os::unix::net::UnixStream::connect(&self.socket).expect("engine socket");
+        s.set_read_timeout(Some(Duration::from_secs(60))).ok();
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let req = format!(
+            "{method} {path} HTTP/1.0\r\nHost: docker\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(req.as_bytes()).expect("write to engine");
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).expect("read from engine");
+        let text = String::from_utf8_lossy(&out);
+        let status = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let json = text
+            .split_once("\r\n\r\n")
+            .and_then(|(_, b)| serde_json::from_str(b).ok())
+            .unwrap_or(serde_json::Value::Null);
+        (status, json)
+    }
+
     /// The docker CLI talking to the engine directly (for setup only).
     pub fn direct(&self, args: &[&str]) -> std::process::Output {
         let mut cmd = Command::new("docker");

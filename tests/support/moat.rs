@@ -26,6 +26,8 @@ pub struct MoatOptions {
     pub tls_yaml: Option<String>,
     /// `listen.unix`: also serve this local socket.
     pub unix_socket: Option<PathBuf>,
+    /// Extra lines of the `engine:` section (after `socket`).
+    pub engine_yaml: Option<String>,
 }
 
 pub struct Moat {
@@ -80,8 +82,22 @@ impl Moat {
             .map(|p| format!("  unix: {}\n", p.display()))
             .unwrap_or_default();
         let yaml = format!(
-            "listen:\n  tcp: 127.0.0.1:0\n{unix}tls:\n{tls}engine:\n  socket: {}\nlimits:\n{limits}policy:\n  dir: {}\naudit:\n{audit}metrics:\n  listen: 127.0.0.1:0\nlog:\n  level: warn\n{}",
+            "listen:
+  tcp: 127.0.0.1:0
+{unix}tls:
+{tls}engine:
+  socket: {}
+{}limits:
+{limits}policy:
+  dir: {}
+audit:
+{audit}metrics:
+  listen: 127.0.0.1:0
+log:
+  level: warn
+{}",
             socket.display(),
+            opts.engine_yaml.clone().unwrap_or_default(),
             policy_dir.display(),
             opts.extra_yaml,
         );
