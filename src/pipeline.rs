@@ -1,7 +1,7 @@
 //! The request path, top to bottom in one function: [`handle`].
 //!
 //! check the head → authenticate → classify → admit (engine up, framing,
-//! upgrade) → API version → the identity's limits → read/inspect the body →
+//! upgrade) → the identity's limits → API version → read/inspect the body →
 //! effective request → decide → audit the decision → enforce →
 //! *[ownership]* → forward or hijack → respond (and audit the completion
 //! when the response has ended).
@@ -92,10 +92,10 @@ async fn stages(
     let route = classify::classify(req.method(), req.uri())?;
     trail.route(&route);
     admit(&gw.engine, &req)?;
-    let version =
-        effective::version(&gw.engine_api, &gw.upstream, &gw.config.engine, &route).await?;
     let upgrade = Upgrade::take(&mut req, &route)?;
     trail.hold(limit(&gw.admission, &identity, &route, upgrade.is_some())?);
+    let version =
+        effective::version(&gw.engine_api, &gw.upstream, &gw.config.engine, &route).await?;
 
     // 3. The body the policy must see (uploads stream untouched).
     let (parts, incoming) = req.into_parts();

@@ -9,9 +9,9 @@ use std::time::Duration;
 use crate::support::{pki, raw, Docker, Moat, MoatOptions};
 
 /// The answers to the version lookup moat makes before its first request.
-const VERSION: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 44\r\n\r\n{\"ApiVersion\":\"1.41\",\"MinAPIVersion\":\"1.12\"}";
+const VERSION: &[u8] = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: 44\r\n\r\n{\"ApiVersion\":\"1.41\",\"MinAPIVersion\":\"1.12\"}";
 const INFO: &[u8] =
-    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 21\r\n\r\n{\"CgroupVersion\":\"1\"}";
+    b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: 21\r\n\r\n{\"CgroupVersion\":\"1\"}";
 
 /// A fake engine that answers each connection with `script` and closes
 /// (after answering moat's `GET /version` and `GET /info` as dockerd 20.10).
