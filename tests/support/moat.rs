@@ -82,20 +82,7 @@ impl Moat {
             .map(|p| format!("  unix: {}\n", p.display()))
             .unwrap_or_default();
         let yaml = format!(
-            "listen:
-  tcp: 127.0.0.1:0
-{unix}tls:
-{tls}engine:
-  socket: {}
-{}limits:
-{limits}policy:
-  dir: {}
-audit:
-{audit}metrics:
-  listen: 127.0.0.1:0
-log:
-  level: warn
-{}",
+            "listen:\n  tcp: 127.0.0.1:0\n{unix}tls:\n{tls}engine:\n  socket: {}\n{}limits:\n{limits}policy:\n  dir: {}\naudit:\n{audit}metrics:\n  listen: 127.0.0.1:0\nlog:\n  level: warn\n{}",
             socket.display(),
             opts.engine_yaml.clone().unwrap_or_default(),
             policy_dir.display(),
