@@ -25,6 +25,12 @@ if [ -d ../shared/engine-api ]; then
   fi
 fi
 
+# docker-py (PyPI `docker`) drives moat in the client-compatibility tests.
+if ! python3 -c 'import docker' 2>/dev/null; then
+  echo "==> installing docker-py (PyPI docker) for the client-compatibility tests"
+  python3 -m pip install -q docker
+fi
+
 export RUST_LIB_BACKTRACE=0
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check

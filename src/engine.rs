@@ -326,8 +326,8 @@ fn is_executable(p: &Path) -> bool {
 ///
 /// `socket`'s directory is created with mode 0700 and must belong to moat's
 /// user; dockerd's exec root (`DIR/exec`), pid file (`DIR/dockerd.pid`) and
-/// its own `DIR/daemon.json` (created as `{}`; the host's
-/// /etc/docker/daemon.json is not read) live in it, and `DIR/moat.lock` is
+/// its own `DIR/daemon.json` (created as [`process::HARDENED_DAEMON_JSON`];
+/// the host's /etc/docker/daemon.json is not read) live in it, and `DIR/moat.lock` is
 /// held for as long as the engine runs. A dockerd left running there by a
 /// moat that was killed is stopped first.
 pub async fn start(

@@ -163,11 +163,30 @@ fn clear_stale_pidfiles(layout: &Layout) {
     }
 }
 
+/// The bundled engine's daemon.json when moat creates it (an existing one,
+/// edited by an admin, is kept). BuildKit's `network.host` and
+/// `security.insecure` entitlements travel inside the `/session` and
+/// `/grpc` tunnels, where the policy cannot see them (`RUN --network=host`
+/// is granted by default): both are off. Containers get a private cgroup and
+/// IPC namespace unless they ask otherwise (the request, and so the policy,
+/// says so). None of this changes what the docker CLI can do.
+pub const HARDENED_DAEMON_JSON: &str = r#"{
+  "builder": {
+    "entitlements": {
+      "network-host": false,
+      "security-insecure": false
+    }
+  },
+  "default-cgroupns-mode": "private",
+  "default-ipc-mode": "private"
+}
+"#;
+
 fn spawn(spec: &Spec) -> Result<Running, EngineError> {
     clear_stale_pidfiles(&spec.layout);
     let config = spec.layout.config_file();
     if !config.exists() {
-        std::fs::write(&config, "{}\n").map_err(|source| EngineError::Io {
+        std::fs::write(&config, HARDENED_DAEMON_JSON).map_err(|source| EngineError::Io {
             path: config.clone(),
             what: "cannot write the engine's daemon.json",
             source,
@@ -428,6 +447,15 @@ fn stragglers(table: &[Proc], root: &Path, me: i32) -> Vec<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_daemon_json_turns_off_what_the_policy_cannot_see() {
+        let v: serde_json::Value = serde_json::from_str(HARDENED_DAEMON_JSON).unwrap();
+        let e = &v["builder"]["entitlements"];
+        assert_eq!(e["network-host"], false);
+        assert_eq!(e["security-insecure"], false);
+        assert_eq!(v["default-cgroupns-mode"], "private");
+    }
 
     #[test]
     fn stat_lines_parse_even_with_odd_names() {

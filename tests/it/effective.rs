@@ -721,3 +721,67 @@ fn developer_attacks_are_refused_at_every_version_and_framing() {
         engine().api("DELETE", &format!("/containers/{name}?force=1"), None);
     }
 }
+
+/// docker-py through moat, as an admin and as a developer: create, start,
+/// and an exec created with `detachKeys` from its config file (docker-py
+/// sends the key in that spelling; the daemon matches it case-insensitively,
+/// moat rewrites it to `DetachKeys`). This is docker-py's own
+/// `ExecTest::test_detach_with_config_file` scenario.
+#[test]
+fn docker_py_exec_with_detach_keys_from_its_config_file() {
+    image();
+    let moat = Moat::start_with(MoatOptions {
+        audit_yaml: Some("  file: audit/audit.log\n  level: request\n".into()),
+        ..Default::default()
+    });
+    for (user, group) in [("alice", "admin"), ("dave", "developer")] {
+        let bundle = pki().client(user, group);
+        let config_dir = support::tempdir("moat-dockerpy-");
+        std::fs::write(
+            config_dir.join("config.json"),
+            r#"{"detachKeys": "ctrl-p"}"#,
+        )
+        .unwrap();
+        let name = unique("moat-dockerpy");
+        let script = format!(
+            r#"
+import docker
+tls = docker.tls.TLSConfig(client_cert=("{d}/cert.pem", "{d}/key.pem"), ca_cert="{d}/ca.pem", verify=True)
+c = docker.APIClient(base_url="https://127.0.0.1:{port}", tls=tls, version="auto")
+ctr = c.create_container("{image}", "sleep 60", name="{name}")
+c.start(ctr)
+e = c.exec_create(ctr, ["echo", "exec-ok"])
+print(c.exec_start(e).decode().strip())
+c.remove_container(ctr, force=True)
+"#,
+            d = bundle.dir.display(),
+            port = moat.addr.port(),
+            image = image(),
+        );
+        let mut cmd = std::process::Command::new("python3");
+        cmd.arg("-c").arg(script).env("DOCKER_CONFIG", &config_dir);
+        // requests lets these override the CA docker-py was given.
+        for var in ["REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"] {
+            cmd.env_remove(var);
+        }
+        let out = support::run_with_deadline(cmd, None, std::time::Duration::from_secs(120));
+        assert!(
+            out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "exec-ok",
+            "{user}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // The policy saw the canonical key.
+        let exec = moat
+            .audit_records()
+            .into_iter()
+            .find(|r| {
+                r["request"]["operation"] == "ContainerExec"
+                    && r["stage"] == "decision"
+                    && r["user"]["name"] == user
+            })
+            .expect("exec create audited");
+        assert_eq!(exec["request"]["body"]["DetachKeys"], "ctrl-p", "{exec}");
+        assert!(exec["request"]["body"].get("detachKeys").is_none());
+    }
+}
