@@ -94,8 +94,10 @@ async fn stages(
     admit(&gw.engine, &req)?;
     let upgrade = Upgrade::take(&mut req, &route)?;
     trail.hold(limit(&gw.admission, &identity, &route, upgrade.is_some())?);
-    let version =
-        effective::version(&gw.engine_api, &gw.upstream, &gw.config.engine, &route).await?;
+    // A version moat refuses is answered after the decision, so that a
+    // client the policy refuses anyway hears why (a client whose `/_ping`
+    // was refused could not negotiate its version).
+    let version = effective::version(&gw.engine_api, &gw.upstream, &gw.config.engine, &route).await;
 
     // 3. The body the policy must see (uploads stream untouched).
     let (parts, incoming) = req.into_parts();
@@ -104,7 +106,10 @@ async fn stages(
     // 3b. The effective request: what the engine will really apply. It
     //     replaces `inspected`: the policy decides on it, and the engine
     //     receives exactly its serialization.
-    let inspected = effective::body(&route, &version, inspected)?;
+    let inspected = match &version {
+        Ok(v) => effective::body(&route, v, inspected)?,
+        Err(_) => inspected,
+    };
     upgrade::require(upgrade.as_ref(), &route, inspected.json())?;
     if gw.config.audit.level == AuditLevel::Request {
         trail.body(inspected.json());
@@ -114,7 +119,20 @@ async fn stages(
     // objects the request names, so that the policy sees their owners.
 
     // 4. The decision.
-    let (decision, input) = decide(gw, conn, &parts, &route, &version, &inspected, &identity).await;
+    let api_version = match &version {
+        Ok(v) => Some(v.api.to_string()),
+        Err(_) => route.api_version.clone(),
+    };
+    let (decision, input) = decide(
+        gw,
+        conn,
+        &parts,
+        &route,
+        api_version.as_deref(),
+        &inspected,
+        &identity,
+    )
+    .await;
     if let Some(input) = input {
         trail.input(input);
     }
@@ -128,6 +146,7 @@ async fn stages(
             .await?;
     }
     enforce(&decision, &route, &identity)?;
+    version?;
 
     // STAGE SLOT: ownership, at forwarding (issue 15). Inject owner
     // labels into what is created; filter what lists and events return.
@@ -213,18 +232,17 @@ async fn decide(
     conn: &ConnInfo,
     parts: &Parts,
     route: &Route,
-    version: &effective::Version,
+    api_version: Option<&str>,
     inspected: &Inspected,
     identity: &Identity,
 ) -> (Decision, Option<serde_json::Value>) {
     let (policy, record_input) = (&gw.policy, gw.config.audit.level == AuditLevel::Request);
-    let api_version = version.api.to_string();
     let facts = Facts {
         method: &parts.method,
         uri: &parts.uri,
         headers: &parts.headers,
         route,
-        api_version: Some(&api_version),
+        api_version,
         body: inspected.json(),
         identity,
         client: conn.peer,
