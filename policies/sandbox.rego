@@ -107,6 +107,38 @@ deny contains msg if {
 	msg := sprintf("%s policy: builds on the host network are not allowed (networkmode=host); ask an admin or drop --network host", [label])
 }
 
+# --- URLs the engine would fetch (server-side request forgery) ------------
+# These parameters make the engine connect to an address the client chooses,
+# from the gateway host's network (its loopback included). The daemon reads
+# the first value; every value is checked.
+url_params := {"ImageCreate": "fromSrc", "ImageBuild": "remote"}
+
+deny contains msg if {
+	restricted
+	param := url_params[op]
+	some value in object.get(input.request.query, param, [])
+	fetches(param, value)
+	not url_host_allowed(value)
+	msg := sprintf("%s policy: %s=%s makes the engine fetch from that address, which is not allowed (allowed hosts: data.moat.allowed_url_hosts); ask an admin or upload the content instead", [label, param, value])
+}
+
+# `fromSrc=-` imports the request body; any other value is fetched.
+fetches("fromSrc", value) if value != "-"
+
+fetches("remote", value) if value != ""
+
+url_host_allowed(value) if {
+	some allowed in object.get(data.moat, "allowed_url_hosts", [])
+	url_host(value) == lower(allowed)
+}
+
+# The host of `scheme://[user@]host[:port]/...`, lower-cased; "" otherwise
+# (a git `user@host:path` remote has no scheme and matches no allowed host).
+url_host(value) := lower(m[0][2]) if {
+	m := regex.find_all_string_submatch_n(`^[a-zA-Z][a-zA-Z0-9+.-]*://([^/?#@]*@)?(\[[^\]]*\]|[^/?#:]*)`, value, 1)
+	count(m) == 1
+} else := ""
+
 # --- Capabilities ---------------------------------------------------------
 
 cap_name(c) := upper(trim_prefix(upper(c), "CAP_"))

@@ -180,3 +180,25 @@ test_admin_unrestricted if clean(object.union(
 	create({"NetworkMode": "host", "CapAdd": ["SYS_ADMIN"], "Devices": [{"PathOnHost": "/dev/sda"}]}),
 	{"user": admin},
 ))
+
+# --- URLs the engine would fetch -------------------------------------------
+
+query_req(op, query) := object.union(req(op, null, []), {"request": {"query": query, "body": null}})
+
+test_import_from_url_denied if denies(query_req("ImageCreate", {"fromSrc": ["http://127.0.0.1:8080/x.tar"]}), "developer policy: fromSrc=http://127.0.0.1:8080/x.tar makes the engine fetch from that address")
+
+test_import_from_upload_allowed if clean(query_req("ImageCreate", {"fromSrc": ["-"]}))
+
+test_pull_allowed if clean(query_req("ImageCreate", {"fromImage": ["busybox"]}))
+
+test_build_remote_denied if denies(query_req("ImageBuild", {"remote": ["http://169.254.169.254/ctx.tar"]}), "remote=http://169.254.169.254/ctx.tar makes the engine fetch")
+
+test_build_git_remote_denied if denies(query_req("ImageBuild", {"remote": ["git@github.com:a/b.git"]}), "data.moat.allowed_url_hosts")
+
+test_every_value_is_checked if denies(query_req("ImageCreate", {"fromSrc": ["-", "http://10.0.0.1/x"]}), "fromSrc=http://10.0.0.1/x")
+
+test_allowed_host if clean(query_req("ImageBuild", {"remote": ["https://User@Git.Example.com:443/ctx.tar"]})) with data.moat.allowed_url_hosts as ["git.example.com"]
+
+test_allowed_host_is_exact if denies(query_req("ImageBuild", {"remote": ["https://git.example.com.evil.net/x"]}), "remote=") with data.moat.allowed_url_hosts as ["git.example.com"]
+
+test_admin_may_fetch if clean(object.union(query_req("ImageCreate", {"fromSrc": ["http://127.0.0.1/x"]}), {"user": admin}))
