@@ -171,7 +171,7 @@ pub fn classify(method: &Method, uri: &Uri) -> Result<Route, ClassifyError> {
     }
     let decoded = encoding::decode_path(uri.path())?;
     let (api_version, path) = split_version(&decoded)?;
-    let query = encoding::parse_query(uri.query().unwrap_or(""))?;
+    let query = parse_query(uri.query().unwrap_or(""))?;
 
     let (op, params) = table::rows()
         .iter()
@@ -187,7 +187,7 @@ pub fn classify(method: &Method, uri: &Uri) -> Result<Route, ClassifyError> {
     upstream.push_str(&encoding::encode_path(path));
     if !query.is_empty() {
         upstream.push('?');
-        upstream.push_str(&encoding::encode_query(&query));
+        upstream.push_str(&encode_query(&query));
     }
     Ok(Route {
         op,

@@ -270,7 +270,7 @@ pub fn ensure_state(
     }
 
     if !layout.config.exists() {
-        crate::pki::write_atomic(
+        pki::write_atomic(
             &layout.config,
             render_config(listen, metrics).as_bytes(),
             0o600,

@@ -16,12 +16,12 @@ use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use tokio::net::{TcpStream, UnixStream};
 
-pub type Body = BoxBody<Bytes, std::io::Error>;
-pub type Sender = SendRequest<Body>;
+pub(crate) type Body = BoxBody<Bytes, std::io::Error>;
+pub(crate) type Sender = SendRequest<Body>;
 
 /// Where requests go.
 #[derive(Clone)]
-pub enum Target {
+pub(crate) enum Target {
     Unix(PathBuf),
     Tls {
         addr: SocketAddr,
@@ -32,7 +32,7 @@ pub enum Target {
 }
 
 impl Target {
-    pub fn tls(addr: SocketAddr, bundle: &crate::support::pki::Bundle) -> Target {
+    pub(crate) fn tls(addr: SocketAddr, bundle: &crate::support::pki::Bundle) -> Target {
         let mut config = (*crate::support::raw::client_config(bundle)).clone();
         config.resumption = rustls::client::Resumption::disabled();
         Target::Tls {
@@ -42,13 +42,13 @@ impl Target {
     }
 }
 
-pub fn empty() -> Body {
+pub(crate) fn empty() -> Body {
     Empty::new().map_err(|never| match never {}).boxed()
 }
 
 /// Opens a connection (TCP + full TLS handshake where it applies) and
 /// starts hyper's client on it.
-pub async fn connect(target: &Target) -> std::io::Result<Sender> {
+pub(crate) async fn connect(target: &Target) -> std::io::Result<Sender> {
     match target {
         Target::Unix(path) => handshake(UnixStream::connect(path).await?).await,
         Target::Tls { addr, config } => {
@@ -78,7 +78,7 @@ where
 
 /// Sends one request and reads the whole response; returns the status and
 /// the body's size.
-pub async fn send(
+pub(crate) async fn send(
     sender: &mut Sender,
     method: Method,
     path: &str,
@@ -113,7 +113,7 @@ pub async fn send(
 }
 
 /// `GET path`, insisting on a 2xx answer.
-pub async fn get(sender: &mut Sender, path: &str) -> std::io::Result<u64> {
+pub(crate) async fn get(sender: &mut Sender, path: &str) -> std::io::Result<u64> {
     let (status, n) = send(sender, Method::GET, path, empty(), None).await?;
     if !status.is_success() {
         return Err(std::io::Error::other(format!("GET {path}: {status}")));
@@ -123,7 +123,7 @@ pub async fn get(sender: &mut Sender, path: &str) -> std::io::Result<u64> {
 
 /// A body that streams `data` in 256 KiB slices (no copies) with a known
 /// length, like an upload read from disk.
-pub fn chunked_body(data: Bytes) -> Body {
+pub(crate) fn chunked_body(data: Bytes) -> Body {
     use http_body_util::StreamBody;
     const CHUNK: usize = 256 * 1024;
     let len = data.len();

@@ -12,7 +12,7 @@ use http::Method;
 use crate::client::{self, connect, get, Sender, Target};
 
 /// Keep-alive latency on one connection: p50 and p99 in microseconds.
-pub async fn latency(t: &Target, path: &str, n: usize) -> std::io::Result<(f64, f64)> {
+pub(crate) async fn latency(t: &Target, path: &str, n: usize) -> std::io::Result<(f64, f64)> {
     let mut s = connect(t).await?;
     for _ in 0..(n / 10).max(10) {
         get(&mut s, path).await?;
@@ -34,7 +34,7 @@ fn pct(sorted: &[f64], q: f64) -> f64 {
 
 /// Requests per second with `conns` keep-alive connections for `dur`
 /// (connections are opened before the clock starts).
-pub async fn throughput(
+pub(crate) async fn throughput(
     t: &Target,
     path: &'static str,
     conns: usize,
@@ -74,7 +74,7 @@ pub async fn throughput(
 /// New connections per second (connect + full handshake + one `/_ping` +
 /// close) with `conc` at once, and the CPU milliseconds each process in
 /// `pids` spent per connection.
-pub async fn new_connections(
+pub(crate) async fn new_connections(
     t: &Target,
     conc: usize,
     dur: Duration,
@@ -115,7 +115,7 @@ pub async fn new_connections(
 }
 
 /// `GET /images/{name}/get`: MB/s (10^6 bytes) of the tar stream.
-pub async fn save(t: &Target, image: &str) -> std::io::Result<(f64, u64)> {
+pub(crate) async fn save(t: &Target, image: &str) -> std::io::Result<(f64, u64)> {
     let mut s = connect(t).await?;
     let start = Instant::now();
     let n = get(&mut s, &format!("/images/{image}/get")).await?;
@@ -123,7 +123,7 @@ pub async fn save(t: &Target, image: &str) -> std::io::Result<(f64, u64)> {
 }
 
 /// `POST /images/load` of `tar` (streamed in slices): MB/s.
-pub async fn load(t: &Target, tar: &Bytes) -> std::io::Result<f64> {
+pub(crate) async fn load(t: &Target, tar: &Bytes) -> std::io::Result<f64> {
     let mut s = connect(t).await?;
     let start = Instant::now();
     let (status, _) = client::send(
@@ -142,7 +142,7 @@ pub async fn load(t: &Target, tar: &Bytes) -> std::io::Result<f64> {
 
 /// Opens `n` mutual-TLS connections (`conc` at a time), each with one
 /// `/_ping` answered, and returns them open and idle.
-pub async fn open_idle(t: &Target, n: usize, conc: usize) -> std::io::Result<Vec<Sender>> {
+pub(crate) async fn open_idle(t: &Target, n: usize, conc: usize) -> std::io::Result<Vec<Sender>> {
     let left = Arc::new(AtomicU64::new(n as u64));
     let held = Arc::new(Mutex::new(Vec::with_capacity(n)));
     let mut tasks = Vec::new();
@@ -170,7 +170,7 @@ pub async fn open_idle(t: &Target, n: usize, conc: usize) -> std::io::Result<Vec
 }
 
 /// utime + stime of a process (all threads), in clock ticks.
-pub fn cpu_ticks(pid: u32) -> u64 {
+pub(crate) fn cpu_ticks(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let f: Vec<&str> = after.split_whitespace().collect();
@@ -185,12 +185,12 @@ fn ticks_to_ms(t: u64) -> f64 {
 }
 
 /// VmRSS of a process, in KiB.
-pub fn rss_kib(pid: u32) -> u64 {
+pub(crate) fn rss_kib(pid: u32) -> u64 {
     status_kib(pid, "VmRSS:")
 }
 
 /// A `kB` field of `/proc/PID/status` (`VmRSS:`, `RssAnon:`, `RssFile:`).
-pub fn status_kib(pid: u32, field: &str) -> u64 {
+pub(crate) fn status_kib(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
         .lines()
@@ -200,14 +200,14 @@ pub fn status_kib(pid: u32, field: &str) -> u64 {
 }
 
 /// The docker CLI pointed at one path.
-pub struct Cli {
+pub(crate) struct Cli {
     pub env: Vec<(&'static str, String)>,
 }
 
 impl Cli {
     /// Runs `docker args` (with `stdin` piped in); returns the wall time
     /// and whether it succeeded with the expected output.
-    pub fn time(&self, args: &[&str], stdin: Option<&[u8]>, expect: &str) -> (f64, bool) {
+    pub(crate) fn time(&self, args: &[&str], stdin: Option<&[u8]>, expect: &str) -> (f64, bool) {
         let mut cmd = std::process::Command::new("docker");
         cmd.env_remove("DOCKER_CONTEXT")
             .env_remove("DOCKER_HOST")
@@ -233,7 +233,7 @@ impl Cli {
 /// moat's own time per request, from its metrics: (sum of
 /// `moat_overhead_seconds`, sum of `moat_policy_eval_seconds`, requests,
 /// policy evaluations).
-pub fn moat_internals(metrics: std::net::SocketAddr) -> (f64, f64, f64, f64) {
+pub(crate) fn moat_internals(metrics: std::net::SocketAddr) -> (f64, f64, f64, f64) {
     use std::io::{Read, Write};
     let mut text = String::new();
     if let Ok(mut s) = std::net::TcpStream::connect(metrics) {

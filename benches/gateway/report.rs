@@ -6,13 +6,13 @@ use std::collections::BTreeMap;
 use serde_json::{json, Value};
 
 /// One row of the table.
-pub struct Metric {
+pub(crate) struct Metric {
     pub key: &'static str,
     pub label: &'static str,
     pub unit: &'static str,
 }
 
-pub const METRICS: &[Metric] = &[
+pub(crate) const METRICS: &[Metric] = &[
     Metric {
         key: "ping_p50_us",
         label: "/_ping p50, keep-alive, c=1",
@@ -95,7 +95,7 @@ pub const METRICS: &[Metric] = &[
     },
 ];
 
-pub const PATHS: [(&str, &str); 4] = [
+pub(crate) const PATHS: [(&str, &str); 4] = [
     ("bare", "bare unix socket"),
     ("dockerd_tls", "dockerd mTLS"),
     ("moat", "moat"),
@@ -104,10 +104,10 @@ pub const PATHS: [(&str, &str); 4] = [
 
 /// Samples per path, per metric (one per round).
 #[derive(Default)]
-pub struct Samples(pub BTreeMap<&'static str, BTreeMap<&'static str, Vec<f64>>>);
+pub(crate) struct Samples(pub BTreeMap<&'static str, BTreeMap<&'static str, Vec<f64>>>);
 
 impl Samples {
-    pub fn add(&mut self, path: &'static str, key: &'static str, v: f64) {
+    pub(crate) fn add(&mut self, path: &'static str, key: &'static str, v: f64) {
         self.0
             .entry(path)
             .or_default()
@@ -116,7 +116,7 @@ impl Samples {
             .push(v);
     }
 
-    pub fn median(&self, path: &str, key: &str) -> Option<f64> {
+    pub(crate) fn median(&self, path: &str, key: &str) -> Option<f64> {
         let mut v = self.0.get(path)?.get(key)?.clone();
         if v.is_empty() {
             return None;
@@ -142,7 +142,7 @@ fn fmt(v: f64) -> String {
 }
 
 /// Prints the table and returns the JSON document (`extra` is merged in).
-pub fn render(samples: &Samples, extra: Value) -> Value {
+pub(crate) fn render(samples: &Samples, extra: Value) -> Value {
     let mut out = serde_json::Map::new();
     let mut ratios = serde_json::Map::new();
     let paths: Vec<_> = PATHS

@@ -15,10 +15,10 @@ use crate::support::engine::{build_image, wait_for_ping, Engine};
 use crate::support::pki::{Bundle, Pki};
 use crate::support::run_with_deadline;
 
-pub const SMALL_IMAGE: &str = crate::support::engine::IMAGE;
-pub const BIG_IMAGE: &str = "moat-bench/big:latest";
+pub(crate) const SMALL_IMAGE: &str = crate::support::engine::IMAGE;
+pub(crate) const BIG_IMAGE: &str = "moat-bench/big:latest";
 
-pub struct World {
+pub(crate) struct World {
     pub dir: PathBuf,
     pub engine: Engine,
     pub dockerd_pid: u32,
@@ -90,7 +90,7 @@ fn wait_for_port(addr: SocketAddr, what: &str, log: &Path) {
 }
 
 impl World {
-    pub fn start(big_image_bytes: u64) -> World {
+    pub(crate) fn start(big_image_bytes: u64) -> World {
         let dir = tempfile::Builder::new()
             .prefix("moat-bench-")
             .tempdir_in("/tmp")
@@ -181,7 +181,7 @@ impl World {
 
     /// Stops moat and dockerd now (their watchdogs would otherwise do it
     /// within half a second of this process exiting).
-    pub fn stop(&self) {
+    pub(crate) fn stop(&self) {
         use nix::sys::signal::{kill, Signal};
         use nix::unistd::Pid;
         let b = self.moat_b.map(|(_, p)| p);

@@ -128,9 +128,6 @@ mod tests {
         let ts = now();
         assert_eq!(ts.len(), "2026-11-24T04:48:32.123456Z".len(), "{ts}");
         assert!(ts.ends_with('Z'));
-        assert!(
-            time::OffsetDateTime::parse(&ts, &time::format_description::well_known::Rfc3339)
-                .is_ok()
-        );
+        assert!(OffsetDateTime::parse(&ts, &time::format_description::well_known::Rfc3339).is_ok());
     }
 }

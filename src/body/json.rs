@@ -44,7 +44,7 @@ fn fold_char(c: char) -> char {
 /// Parses exactly one JSON value (surrounding whitespace allowed), refusing
 /// trailing data and keys that fold-collide within one object. `\u` escapes
 /// in keys are decoded first, as Go does, so the decoded spelling is judged.
-pub fn parse_strict(bytes: &[u8]) -> Result<Value, BodyError> {
+pub(super) fn parse_strict(bytes: &[u8]) -> Result<Value, BodyError> {
     let duplicate = RefCell::new(None);
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let result = StrictValue {

@@ -13,7 +13,7 @@ use crate::policy::Policy;
 use crate::replay::{Filter, Recording};
 
 #[derive(Debug, clap::Subcommand)]
-pub enum Command {
+pub(super) enum Command {
     /// Verify the hash chain of audit log files, oldest first
     /// (e.g. `audit.log.2 audit.log.1 audit.log`).
     ///
@@ -32,7 +32,7 @@ pub enum Command {
 }
 
 #[derive(Debug, clap::Args)]
-pub struct ReplayArgs {
+pub(super) struct ReplayArgs {
     /// The candidate policy directory.
     #[arg(long, value_name = "DIR")]
     policy: PathBuf,
@@ -55,13 +55,13 @@ pub struct ReplayArgs {
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum Format {
+pub(super) enum Format {
     Text,
     Json,
 }
 
 #[derive(Debug, clap::Args)]
-pub struct VerifyArgs {
+pub(super) struct VerifyArgs {
     /// Audit log files in chain order, oldest first.
     #[arg(required = true, value_name = "FILE")]
     files: Vec<PathBuf>,
@@ -72,7 +72,7 @@ pub struct VerifyArgs {
     genesis: bool,
 }
 
-pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
+pub(super) fn run(cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::Verify(args) => verify(args),
         Command::Replay(args) => replay(args),

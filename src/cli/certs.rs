@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use crate::pki;
 
 #[derive(Debug, clap::Subcommand)]
-pub enum Command {
+pub(super) enum Command {
     /// Create a CA, a server certificate, an empty CRL and an index in DIR.
     Init {
         /// The PKI directory (created 0700 if missing).
@@ -79,7 +79,7 @@ pub enum Command {
     },
 }
 
-pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
+pub(super) fn run(cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::Init {
             dir,

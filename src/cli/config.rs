@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Debug, clap::Subcommand)]
-pub enum Command {
+pub(super) enum Command {
     /// Parse and check a config file; prints `ok` or the first error.
     Check {
         /// The config file.
@@ -13,7 +13,7 @@ pub enum Command {
     },
 }
 
-pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
+pub(super) fn run(cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::Check { file } => {
             crate::config::Config::load(&file)?;

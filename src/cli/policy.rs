@@ -11,7 +11,7 @@ use crate::policy::{explain, testing, Policy};
 use crate::replay::{Filter, Recording};
 
 #[derive(Debug, clap::Subcommand)]
-pub enum Command {
+pub(super) enum Command {
     /// Compile a policy directory; errors print as file:line:col: message.
     Check {
         /// The policy directory (default: ./policies).
@@ -55,7 +55,7 @@ fn dir_or_default(dir: Option<PathBuf>) -> PathBuf {
     dir.unwrap_or_else(|| config::Policy::default().dir)
 }
 
-pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
+pub(super) fn run(cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::Check { dir } => {
             let dir = dir_or_default(dir);

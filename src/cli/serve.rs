@@ -10,13 +10,13 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, LogFormat};
 
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(super) struct Args {
     /// The config file.
     #[arg(long, short)]
     pub config: PathBuf,
 }
 
-pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+pub(super) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let config = Config::load(&args.config)?;
     init_logging(&config.log);
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
@@ -32,7 +32,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 /// SIGTERM or SIGINT starts a graceful shutdown.
-pub fn spawn_signal_handler(shutdown: CancellationToken) {
+pub(super) fn spawn_signal_handler(shutdown: CancellationToken) {
     tokio::spawn(async move {
         use tokio::signal::unix::{signal, SignalKind};
         let (Ok(mut term), Ok(mut int)) = (
@@ -51,7 +51,7 @@ pub fn spawn_signal_handler(shutdown: CancellationToken) {
 }
 
 /// Logging through tracing; `RUST_LOG` overrides `log.level`.
-pub fn init_logging(log: &crate::config::Log) {
+pub(super) fn init_logging(log: &crate::config::Log) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&log.level))

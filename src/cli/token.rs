@@ -12,7 +12,7 @@ use base64::Engine;
 use crate::identity::token::{self, SigningKey, TokenRequest, Verifier};
 
 #[derive(Debug, clap::Subcommand)]
-pub enum Command {
+pub(super) enum Command {
     /// Print a signed JWT with a random jti and iat/nbf/exp.
     Issue {
         /// Private key (PEM: EC P-256 → ES256, P-384 → ES384, Ed25519 →
@@ -51,7 +51,7 @@ pub enum Command {
     },
 }
 
-pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
+pub(super) fn run(cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::Issue {
             key,

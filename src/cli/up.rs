@@ -14,7 +14,7 @@ use super::serve::{init_logging, spawn_signal_handler};
 use crate::up::{self, UpOptions};
 
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(super) struct Args {
     /// The state directory: PKI, client bundles, token key, moat.yaml,
     /// policies, audit log and the bundled engine. Made on the first run,
     /// reused afterwards.
@@ -42,7 +42,7 @@ pub struct Args {
     pub unix: Option<PathBuf>,
 }
 
-pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+pub(super) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let opts = UpOptions {
         dir: args.dir,
         listen: args.listen,

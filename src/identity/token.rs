@@ -55,7 +55,7 @@ pub struct VerifiedToken {
     pub user: UserName,
     pub groups: Vec<GroupName>,
     pub scopes: Vec<GroupName>,
-    pub claims: serde_json::Value,
+    pub claims: Value,
     pub id: Option<String>,
 }
 

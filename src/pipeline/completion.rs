@@ -141,7 +141,10 @@ impl<B: Body<Data = Bytes>> Body for Tracked<B> {
 }
 
 /// Wraps a response so that `completion` runs when its body has ended.
-pub fn on_complete(resp: Response<ResBody>, completion: Option<Completion>) -> Response<ResBody> {
+pub(super) fn on_complete(
+    resp: Response<ResBody>,
+    completion: Option<Completion>,
+) -> Response<ResBody> {
     resp.map(|inner| {
         Tracked {
             inner,
@@ -193,7 +196,7 @@ impl Body for Counted {
 }
 
 /// Wraps an upload so its size can be audited.
-pub fn count_request(body: Incoming) -> (ResBody, Arc<AtomicU64>) {
+pub(super) fn count_request(body: Incoming) -> (ResBody, Arc<AtomicU64>) {
     let count = Arc::new(AtomicU64::new(0));
     (
         Counted {

@@ -111,7 +111,7 @@ fn rdn(oid: &[u8], value: &str) -> Vec<u8> {
 
 /// A Name `O=<group>, …, CN=<user>`: one RDN per group (the layout
 /// Kubernetes and cfssl use), then the common name.
-pub fn subject_name(common_name: &str, organizations: &[String]) -> Vec<u8> {
+pub(super) fn subject_name(common_name: &str, organizations: &[String]) -> Vec<u8> {
     let mut rdns = Vec::new();
     for o in organizations {
         rdns.extend(rdn(OID_O, o));
@@ -123,7 +123,7 @@ pub fn subject_name(common_name: &str, organizations: &[String]) -> Vec<u8> {
 /// Returns `cert_der` with its subject replaced by `subject` (a DER Name),
 /// re-signed with `sign` (which must use the certificate's own signature
 /// algorithm, i.e. the issuer's key).
-pub fn replace_subject<E>(
+pub(super) fn replace_subject<E>(
     cert_der: &[u8],
     subject: &[u8],
     sign: impl FnOnce(&[u8]) -> Result<Vec<u8>, E>,

@@ -29,7 +29,7 @@ use hyper::rt::{Read, ReadBufCursor, Write};
 /// none can be left unread, which hyper would close the connection for) and
 /// is no upgrade. Anything else keeps hyper's own handling of the
 /// connection.
-pub fn parkable<B>(req: &Request<B>) -> bool {
+pub(super) fn parkable<B>(req: &Request<B>) -> bool {
     let h = req.headers();
     let close = h.get_all(header::CONNECTION).iter().any(|v| {
         v.to_str().map_or(true, |s| {
@@ -46,7 +46,7 @@ pub fn parkable<B>(req: &Request<B>) -> bool {
 /// What a finished hyper connection left unprocessed, in stream order: the
 /// bytes it read but did not parse (`read_buf`), then the replayed bytes it
 /// never read.
-pub fn leftover(read_buf: Bytes, unread_replay: Bytes) -> Bytes {
+pub(super) fn leftover(read_buf: Bytes, unread_replay: Bytes) -> Bytes {
     match (read_buf.is_empty(), unread_replay.is_empty()) {
         (_, true) => read_buf,
         (true, false) => unread_replay,
@@ -55,7 +55,7 @@ pub fn leftover(read_buf: Bytes, unread_replay: Bytes) -> Bytes {
 }
 
 /// The client stream as hyper sees it (see the module docs).
-pub struct Parkable<T> {
+pub(super) struct Parkable<T> {
     inner: T,
     /// Bytes read from the client before this hyper connection existed.
     replay: Bytes,
@@ -64,7 +64,7 @@ pub struct Parkable<T> {
 }
 
 impl<T> Parkable<T> {
-    pub fn new(inner: T, replay: Bytes, parking: Arc<AtomicBool>) -> Self {
+    pub(super) fn new(inner: T, replay: Bytes, parking: Arc<AtomicBool>) -> Self {
         Parkable {
             inner,
             replay,
@@ -73,7 +73,7 @@ impl<T> Parkable<T> {
     }
 
     /// The stream, and whatever of the replayed bytes hyper did not read.
-    pub fn into_inner(self) -> (T, Bytes) {
+    pub(super) fn into_inner(self) -> (T, Bytes) {
         (self.inner, self.replay)
     }
 }
@@ -142,7 +142,7 @@ mod tests {
     /// client received.
     async fn serve_parked(requests: &[&[u8]]) -> String {
         let (mut client, server) = tokio::io::duplex(64 * 1024);
-        let svc = service_fn(|req: http::Request<hyper::body::Incoming>| async move {
+        let svc = service_fn(|req: Request<hyper::body::Incoming>| async move {
             let path = req.uri().path().to_string();
             let body = req.into_body().collect().await?.to_bytes();
             Ok::<_, hyper::Error>(http::Response::new(Full::new(Bytes::from(format!(

@@ -27,7 +27,7 @@ pub enum ReloadError {
 const DEBOUNCE: Duration = Duration::from_millis(250);
 
 type Watcher = notify_debouncer_full::Debouncer<
-    notify_debouncer_full::notify::RecommendedWatcher,
+    notify::RecommendedWatcher,
     notify_debouncer_full::RecommendedCache,
 >;
 

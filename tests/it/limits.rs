@@ -210,7 +210,7 @@ fn a_client_that_never_finishes_its_handshake_is_cut_off() {
 }
 
 /// Waits (bounded) until `moat_connections_parked` is `want`.
-fn until_parked(moat: &crate::support::Moat, want: f64) {
+fn until_parked(moat: &Moat, want: f64) {
     for _ in 0..200 {
         if crate::audit::sample(&crate::audit::scrape(moat), "moat_connections_parked") == want {
             return;

@@ -7,14 +7,14 @@ use std::time::Duration;
 
 use super::{Bundle, Moat};
 
-pub struct Docker {
+pub(crate) struct Docker {
     host: String,
     cert_path: PathBuf,
     config_dir: PathBuf,
 }
 
 impl Docker {
-    pub fn new(moat: &Moat, bundle: &Bundle) -> Docker {
+    pub(crate) fn new(moat: &Moat, bundle: &Bundle) -> Docker {
         let config_dir = bundle.dir.join("docker-config");
         std::fs::create_dir_all(&config_dir).expect("docker config dir");
         Docker {
@@ -25,12 +25,12 @@ impl Docker {
     }
 
     /// Uses this docker config directory (for `HttpHeaders`).
-    pub fn with_config_dir(mut self, dir: PathBuf) -> Docker {
+    pub(crate) fn with_config_dir(mut self, dir: PathBuf) -> Docker {
         self.config_dir = dir;
         self
     }
 
-    pub fn command(&self, args: &[&str]) -> Command {
+    pub(crate) fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new("docker");
         cmd.env("DOCKER_HOST", &self.host)
             .env("DOCKER_TLS_VERIFY", "1")
@@ -44,7 +44,7 @@ impl Docker {
 
     /// Another program (`sh`, `script`) run with this client's docker
     /// environment, for pipelines and pseudo-terminals.
-    pub fn program(&self, program: &str, args: &[&str]) -> Command {
+    pub(crate) fn program(&self, program: &str, args: &[&str]) -> Command {
         let cmd = self.command(&[]);
         let mut other = Command::new(program);
         for (k, v) in cmd.get_envs() {
@@ -57,16 +57,16 @@ impl Docker {
         other
     }
 
-    pub fn run(&self, args: &[&str]) -> Output {
+    pub(crate) fn run(&self, args: &[&str]) -> Output {
         super::run_with_deadline(self.command(args), None, Duration::from_secs(300))
     }
 
-    pub fn run_stdin(&self, args: &[&str], stdin: &[u8]) -> Output {
+    pub(crate) fn run_stdin(&self, args: &[&str], stdin: &[u8]) -> Output {
         super::run_with_deadline(self.command(args), Some(stdin), Duration::from_secs(300))
     }
 
     /// Runs and insists on success; returns stdout.
-    pub fn ok(&self, args: &[&str]) -> String {
+    pub(crate) fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args);
         assert!(
             out.status.success(),
@@ -79,7 +79,7 @@ impl Docker {
     }
 
     /// Runs and insists on failure; returns stderr.
-    pub fn fails(&self, args: &[&str]) -> String {
+    pub(crate) fn fails(&self, args: &[&str]) -> String {
         let out = self.run(args);
         assert!(
             !out.status.success(),

@@ -6,9 +6,9 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// The test image, built from Debian's busybox-static (no registry here).
-pub const IMAGE: &str = "moat-test/busybox:latest";
+pub(crate) const IMAGE: &str = "moat-test/busybox:latest";
 
-pub struct Engine {
+pub(crate) struct Engine {
     /// Directory holding the socket, data root, exec root and logs.
     pub dir: PathBuf,
     pub socket: PathBuf,
@@ -16,7 +16,7 @@ pub struct Engine {
 
 impl Engine {
     /// `unix:///…` for DOCKER_HOST.
-    pub fn host(&self) -> String {
+    pub(crate) fn host(&self) -> String {
         format!("unix://{}", self.socket.display())
     }
 
@@ -55,7 +55,7 @@ impl Engine {
     }
 
     /// The docker CLI talking to the engine directly (for setup only).
-    pub fn direct(&self, args: &[&str]) -> std::process::Output {
+    pub(crate) fn direct(&self, args: &[&str]) -> std::process::Output {
         let mut cmd = Command::new("docker");
         cmd.env("DOCKER_HOST", self.host())
             .env("DOCKER_CONFIG", self.dir.join("docker-config"))
@@ -67,13 +67,13 @@ impl Engine {
 static ENGINE: OnceLock<Engine> = OnceLock::new();
 
 /// The shared private engine, started on first use.
-pub fn engine() -> &'static Engine {
+pub(crate) fn engine() -> &'static Engine {
     ENGINE.get_or_init(start_engine)
 }
 
 /// Starts dockerd with its own data root, exec root and pidfile, no bridge
 /// and no iptables, under a watchdog that stops it when this process exits.
-pub fn start_engine_in(dir: &Path) -> Engine {
+pub(crate) fn start_engine_in(dir: &Path) -> Engine {
     std::fs::create_dir_all(dir).expect("engine dir");
     let socket = dir.join("docker.sock");
     let script = format!(
@@ -115,7 +115,7 @@ fn start_engine() -> Engine {
 }
 
 /// Polls `GET /_ping` on a unix socket.
-pub fn wait_for_ping(socket: &Path, limit: Duration) -> Result<(), String> {
+pub(crate) fn wait_for_ping(socket: &Path, limit: Duration) -> Result<(), String> {
     let start = Instant::now();
     let mut last = String::new();
     while start.elapsed() < limit {
@@ -128,7 +128,7 @@ pub fn wait_for_ping(socket: &Path, limit: Duration) -> Result<(), String> {
     Err(last)
 }
 
-pub fn ping(socket: &Path) -> Result<(), String> {
+pub(crate) fn ping(socket: &Path) -> Result<(), String> {
     use std::io::{Read, Write};
     let mut s = std::os::unix::net::UnixStream::connect(socket).map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(Duration::from_secs(2))).ok();
@@ -146,12 +146,12 @@ pub fn ping(socket: &Path) -> Result<(), String> {
 static IMAGE_BUILT: OnceLock<()> = OnceLock::new();
 
 /// Builds the busybox test image in the shared engine (once).
-pub fn image() -> &'static str {
+pub(crate) fn image() -> &'static str {
     IMAGE_BUILT.get_or_init(|| build_image(engine()));
     IMAGE
 }
 
-pub fn build_image(engine: &Engine) {
+pub(crate) fn build_image(engine: &Engine) {
     let root = engine.dir.join("image-root");
     let bin = root.join("bin");
     std::fs::create_dir_all(&bin).expect("image dir");

@@ -10,7 +10,7 @@
 
 /// Where the hostile value sits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Layout {
+pub(crate) enum Layout {
     /// `O=dev, CN=value`.
     Cn,
     /// `CN=alice, CN=value`.
@@ -25,7 +25,7 @@ pub enum Layout {
 
 /// The ASN.1 string type of the hostile value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Encoding {
+pub(crate) enum Encoding {
     Utf8,
     Printable,
     Bmp,
@@ -36,7 +36,7 @@ pub enum Encoding {
 }
 
 #[derive(Debug, Clone)]
-pub struct Case {
+pub(crate) struct Case {
     pub label: String,
     pub layout: Layout,
     pub encoding: Encoding,
@@ -49,7 +49,7 @@ pub struct Case {
 const CORPUS: &str = include_str!("../data/hostile-names.tsv");
 
 /// Every case of the corpus, ranges expanded.
-pub fn corpus() -> Vec<Case> {
+pub(crate) fn corpus() -> Vec<Case> {
     let mut out = Vec::new();
     for line in CORPUS.lines() {
         if line.starts_with('#') || line.trim().is_empty() {
@@ -201,7 +201,7 @@ impl Case {
     }
 
     /// The subject Name, DER.
-    pub fn subject_der(&self) -> Vec<u8> {
+    pub(crate) fn subject_der(&self) -> Vec<u8> {
         let (tag, value) = self.encoded();
         let mut rdns = Vec::new();
         match self.layout {
@@ -229,7 +229,7 @@ impl Case {
 
     /// The token claim this case becomes (`sub` or `groups`), when it can
     /// be said in JSON: a UTF-8 value in a one-value layout.
-    pub fn token_claim(&self) -> Option<(&'static str, String)> {
+    pub(crate) fn token_claim(&self) -> Option<(&'static str, String)> {
         if self.encoding != Encoding::Utf8 {
             return None;
         }
@@ -244,7 +244,7 @@ impl Case {
     /// How the value must appear in a refusal: every byte that is not
     /// printable ASCII is escaped, so a message shows neither raw control
     /// bytes nor this case's invisible characters.
-    pub fn must_not_appear_raw(&self) -> bool {
+    pub(crate) fn must_not_appear_raw(&self) -> bool {
         self.value.iter().any(|b| *b < 0x20 || *b == 0x7f)
     }
 }

@@ -10,7 +10,7 @@ use super::{engine, pki};
 
 /// What differs from the default test config.
 #[derive(Default, Clone)]
-pub struct MoatOptions {
+pub(crate) struct MoatOptions {
     /// Policy directory; default: the repository's shipped pack.
     pub policy_dir: Option<PathBuf>,
     /// Engine socket; default: the shared private engine.
@@ -30,7 +30,7 @@ pub struct MoatOptions {
     pub engine_yaml: Option<String>,
 }
 
-pub struct Moat {
+pub(crate) struct Moat {
     pub addr: SocketAddr,
     pub metrics_addr: Option<SocketAddr>,
     pub dir: PathBuf,
@@ -41,11 +41,11 @@ pub struct Moat {
 }
 
 impl Moat {
-    pub fn start() -> Moat {
+    pub(crate) fn start() -> Moat {
         Self::start_with(MoatOptions::default())
     }
 
-    pub fn start_with(opts: MoatOptions) -> Moat {
+    pub(crate) fn start_with(opts: MoatOptions) -> Moat {
         let pki = pki();
         let dir = tempfile::Builder::new()
             .prefix("moat-srv-")
@@ -94,7 +94,7 @@ impl Moat {
     }
 
     /// Starts moat from an existing config file.
-    pub fn start_config(config_path: PathBuf) -> Moat {
+    pub(crate) fn start_config(config_path: PathBuf) -> Moat {
         let config = moat::config::Config::load(&config_path).expect("test config must load");
         let audit_file = config.audit.file.clone();
         let dir = config_path.parent().expect("config dir").to_path_buf();
@@ -135,12 +135,12 @@ impl Moat {
     }
 
     /// `tcp://127.0.0.1:PORT` for DOCKER_HOST.
-    pub fn host(&self) -> String {
+    pub(crate) fn host(&self) -> String {
         format!("tcp://{}", self.addr)
     }
 
     /// Graceful shutdown; returns when moat has drained.
-    pub fn stop(mut self) {
+    pub(crate) fn stop(mut self) {
         self.shutdown.cancel();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -148,7 +148,7 @@ impl Moat {
     }
 
     /// The audit records written so far, parsed.
-    pub fn audit_records(&self) -> Vec<serde_json::Value> {
+    pub(crate) fn audit_records(&self) -> Vec<serde_json::Value> {
         std::fs::read_to_string(&self.audit_file)
             .unwrap_or_default()
             .lines()
@@ -160,7 +160,7 @@ impl Moat {
     /// completion records (all a read-only request leaves) are queued when
     /// the response has ended, so they can reach the file just after the
     /// client has its answer. Panics with the records seen if none comes.
-    pub fn audit_records_once(
+    pub(crate) fn audit_records_once(
         &self,
         pred: impl Fn(&serde_json::Value) -> bool,
     ) -> Vec<serde_json::Value> {

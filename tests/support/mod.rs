@@ -9,26 +9,26 @@
 
 #![allow(dead_code)]
 
-pub mod docker;
-pub mod engine;
-pub mod hostile;
-pub mod moat;
-pub mod pki;
-pub mod raw;
+pub(crate) mod docker;
+pub(crate) mod engine;
+pub(crate) mod hostile;
+pub(crate) mod moat;
+pub(crate) mod pki;
+pub(crate) mod raw;
 
-pub use docker::Docker;
-pub use engine::{engine, image};
-pub use moat::{Moat, MoatOptions};
-pub use pki::{pki, Bundle};
+pub(crate) use docker::Docker;
+pub(crate) use engine::{engine, image};
+pub(crate) use moat::{Moat, MoatOptions};
+pub(crate) use pki::{pki, Bundle};
 
 /// A name no other test uses (containers, volumes, images).
-pub fn unique(prefix: &str) -> String {
+pub(crate) fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", hex::encode(rand::random::<[u8; 4]>()))
 }
 
 /// A temporary directory that outlives the test (moat and dockerd may still
 /// hold files in it when the test returns).
-pub fn tempdir(prefix: &str) -> std::path::PathBuf {
+pub(crate) fn tempdir(prefix: &str) -> std::path::PathBuf {
     tempfile::Builder::new()
         .prefix(prefix)
         .tempdir()
@@ -37,12 +37,12 @@ pub fn tempdir(prefix: &str) -> std::path::PathBuf {
 }
 
 /// The repository root.
-pub fn repo() -> std::path::PathBuf {
+pub(crate) fn repo() -> std::path::PathBuf {
     std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// Runs a command with a deadline (a hang guard, not a timing assertion).
-pub fn run_with_deadline(
+pub(crate) fn run_with_deadline(
     mut cmd: std::process::Command,
     stdin: Option<&[u8]>,
     deadline: std::time::Duration,

@@ -12,7 +12,7 @@ use rcgen::{
 };
 use time::{Duration, OffsetDateTime};
 
-pub struct Pki {
+pub(crate) struct Pki {
     pub dir: PathBuf,
     pub ca_pem: PathBuf,
     pub server_cert: PathBuf,
@@ -23,13 +23,13 @@ pub struct Pki {
 
 /// A docker client bundle: a directory with ca.pem, cert.pem and key.pem.
 #[derive(Clone, Debug)]
-pub struct Bundle {
+pub(crate) struct Bundle {
     pub dir: PathBuf,
 }
 
 static PKI: OnceLock<Pki> = OnceLock::new();
 
-pub fn pki() -> &'static Pki {
+pub(crate) fn pki() -> &'static Pki {
     PKI.get_or_init(|| {
         let dir = tempfile::Builder::new()
             .prefix("moat-pki-")
@@ -61,7 +61,7 @@ fn random_serial() -> SerialNumber {
 }
 
 impl Pki {
-    pub fn generate(dir: &Path) -> Pki {
+    pub(crate) fn generate(dir: &Path) -> Pki {
         std::fs::create_dir_all(dir).expect("pki dir");
         let (params, key) = ca("moat test CA");
         let ca_cert = params.self_signed(&key).expect("self-sign CA");
@@ -93,7 +93,7 @@ impl Pki {
     }
 
     /// A valid client bundle for `user` in `group` (subject O).
-    pub fn client(&self, user: &str, group: &str) -> Bundle {
+    pub(crate) fn client(&self, user: &str, group: &str) -> Bundle {
         let now = OffsetDateTime::now_utc();
         self.issue(
             &self.issuer,
@@ -107,7 +107,7 @@ impl Pki {
     }
 
     /// A client bundle whose certificate expired yesterday.
-    pub fn expired_client(&self, user: &str) -> Bundle {
+    pub(crate) fn expired_client(&self, user: &str) -> Bundle {
         let now = OffsetDateTime::now_utc();
         self.issue(
             &self.issuer,
@@ -122,7 +122,7 @@ impl Pki {
 
     /// A client bundle from a CA moat does not trust (its ca.pem is moat's,
     /// so the client trusts the server).
-    pub fn foreign_client(&self, user: &str) -> Bundle {
+    pub(crate) fn foreign_client(&self, user: &str) -> Bundle {
         let (params, key) = ca("some other CA");
         let other = Issuer::new(params, key);
         let now = OffsetDateTime::now_utc();
@@ -139,7 +139,7 @@ impl Pki {
 
     /// The `tls:` section body for moat with this PKI's server certificate
     /// and `client_cert: optional` (token clients may come without one).
-    pub fn tls_yaml_optional(&self) -> String {
+    pub(crate) fn tls_yaml_optional(&self) -> String {
         format!(
             "  cert: {}\n  key: {}\n  client_ca: {}\n  client_cert: optional\n",
             self.server_cert.display(),
@@ -149,7 +149,7 @@ impl Pki {
     }
 
     /// A bundle with only ca.pem (for token clients).
-    pub fn ca_only(&self, name: &str) -> Bundle {
+    pub(crate) fn ca_only(&self, name: &str) -> Bundle {
         let dir = self
             .dir
             .join("clients")

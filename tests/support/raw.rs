@@ -12,7 +12,7 @@ use super::Bundle;
 
 /// A TLS client config trusting moat's CA, with the bundle's certificate
 /// when it has one.
-pub fn client_config(bundle: &Bundle) -> Arc<rustls::ClientConfig> {
+pub(crate) fn client_config(bundle: &Bundle) -> Arc<rustls::ClientConfig> {
     moat::tls::install_crypto_provider();
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_file_iter(bundle.dir.join("ca.pem")).expect("ca") {
@@ -37,7 +37,7 @@ pub fn client_config(bundle: &Bundle) -> Arc<rustls::ClientConfig> {
 }
 
 /// Opens a TLS connection and completes the handshake.
-pub fn connect(
+pub(crate) fn connect(
     addr: SocketAddr,
     bundle: &Bundle,
 ) -> std::io::Result<rustls::StreamOwned<rustls::ClientConnection, TcpStream>> {
@@ -58,7 +58,11 @@ pub fn connect(
 
 /// Sends raw bytes and reads until the server closes (send
 /// `Connection: close` or rely on moat closing). Returns what was read.
-pub fn exchange(addr: SocketAddr, bundle: &Bundle, request: &[u8]) -> std::io::Result<String> {
+pub(crate) fn exchange(
+    addr: SocketAddr,
+    bundle: &Bundle,
+    request: &[u8],
+) -> std::io::Result<String> {
     let mut tls = connect(addr, bundle)?;
     tls.write_all(request)?;
     tls.flush()?;
@@ -73,7 +77,7 @@ pub fn exchange(addr: SocketAddr, bundle: &Bundle, request: &[u8]) -> std::io::R
 }
 
 /// The status code of the first response in `raw`.
-pub fn status(raw: &str) -> u16 {
+pub(crate) fn status(raw: &str) -> u16 {
     raw.split_whitespace()
         .nth(1)
         .and_then(|s| s.parse().ok())
@@ -81,7 +85,7 @@ pub fn status(raw: &str) -> u16 {
 }
 
 /// One response read off a keep-alive connection.
-pub struct Response {
+pub(crate) struct Response {
     pub status: u16,
     /// `X-Moat-Request-Id` (empty when absent).
     pub request_id: String,
@@ -90,7 +94,7 @@ pub struct Response {
 
 /// Reads one HTTP/1.1 response (Content-Length or chunked body), leaving
 /// the connection at the start of the next one.
-pub fn read_response(r: &mut impl BufRead) -> std::io::Result<Response> {
+pub(crate) fn read_response(r: &mut impl BufRead) -> std::io::Result<Response> {
     let mut status = 0;
     let mut request_id = String::new();
     let mut length = 0usize;

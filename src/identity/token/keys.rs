@@ -12,7 +12,7 @@ use crate::config::{TokenAlgorithm, Tokens};
 
 /// Shortest HS256 secret accepted, in bytes (RFC 7518 §3.2: at least the
 /// hash size).
-pub const MIN_HS256_SECRET: usize = 32;
+pub(super) const MIN_HS256_SECRET: usize = 32;
 
 /// One verification key, bound to its algorithm.
 pub struct VerifyKey {
@@ -50,7 +50,7 @@ pub(super) fn load(cfg: &Tokens) -> Result<Vec<VerifyKey>, TokenError> {
 
 /// A PEM public key (or certificate) for the asymmetric algorithms; the raw
 /// file contents, trailing newline removed, for HS256.
-pub fn load_key_file(path: &Path, alg: TokenAlgorithm) -> Result<DecodingKey, TokenError> {
+pub(super) fn load_key_file(path: &Path, alg: TokenAlgorithm) -> Result<DecodingKey, TokenError> {
     let bytes = std::fs::read(path)
         .map_err(|e| config_err("keys", format!("{}: cannot read: {e}", path.display())))?;
     let bad = |what: &str, e: jsonwebtoken::errors::Error| {

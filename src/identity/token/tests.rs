@@ -139,13 +139,13 @@ fn raw_token(header: Value, claims: &Value, sig: &[u8]) -> String {
 /// algorithm-confusion forgery.
 fn confused_token() -> String {
     let k = keys();
-    let forger = SigningKey::from_bytes(&k.rsa_public_pem, Some(jsonwebtoken::Algorithm::HS256));
+    let forger = SigningKey::from_bytes(&k.rsa_public_pem, Some(Algorithm::HS256));
     // The PEM is not accepted as a secret by SigningKey (it is PEM), so sign
     // by hand with jsonwebtoken.
     assert!(forger.is_err());
     let key = jsonwebtoken::EncodingKey::from_secret(&k.rsa_public_pem);
     jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &jsonwebtoken::Header::new(Algorithm::HS256),
         &good_claims(),
         &key,
     )
@@ -453,15 +453,15 @@ fn issued_tokens_verify() {
 #[test]
 fn signing_key_type_picks_the_algorithm() {
     let k = keys();
-    assert_eq!(k.es.algorithm, jsonwebtoken::Algorithm::ES256);
-    assert_eq!(k.rsa.algorithm, jsonwebtoken::Algorithm::RS256);
-    assert_eq!(k.ed.algorithm, jsonwebtoken::Algorithm::EdDSA);
-    assert_eq!(k.hs.algorithm, jsonwebtoken::Algorithm::HS256);
+    assert_eq!(k.es.algorithm, Algorithm::ES256);
+    assert_eq!(k.rsa.algorithm, Algorithm::RS256);
+    assert_eq!(k.ed.algorithm, Algorithm::EdDSA);
+    assert_eq!(k.hs.algorithm, Algorithm::HS256);
     let pem = std::fs::read(k.dir.join("rsa.key")).unwrap();
-    let ps = SigningKey::from_bytes(&pem, Some(jsonwebtoken::Algorithm::PS256)).unwrap();
-    assert_eq!(ps.algorithm, jsonwebtoken::Algorithm::PS256);
+    let ps = SigningKey::from_bytes(&pem, Some(Algorithm::PS256)).unwrap();
+    assert_eq!(ps.algorithm, Algorithm::PS256);
     let pem = std::fs::read(k.dir.join("es.key")).unwrap();
-    assert!(SigningKey::from_bytes(&pem, Some(jsonwebtoken::Algorithm::RS256)).is_err());
+    assert!(SigningKey::from_bytes(&pem, Some(Algorithm::RS256)).is_err());
 }
 
 #[test]
@@ -486,9 +486,7 @@ fn jwks_keys_are_matched_by_kid_and_algorithm() {
     let k = keys();
     let es_pub = std::fs::read(k.dir.join("es.pub")).unwrap();
     let dk = jsonwebtoken::DecodingKey::from_ec_pem(&es_pub).unwrap();
-    let mut jwk =
-        jsonwebtoken::jwk::Jwk::from_decoding_key(&dk, Some(jsonwebtoken::Algorithm::ES256))
-            .unwrap();
+    let mut jwk = jsonwebtoken::jwk::Jwk::from_decoding_key(&dk, Some(Algorithm::ES256)).unwrap();
     jwk.common.key_id = Some("k1".into());
     let set = json!({"keys": [jwk]});
     let path = k.dir.join("jwks.json");
@@ -590,8 +588,7 @@ fn hostile_claims_are_refused_by_the_naming_rule() {
                 case.label
             );
             assert!(
-                msg.chars()
-                    .all(|c| crate::identity::name::forbidden(c).is_none()),
+                msg.chars().all(|c| name::forbidden(c).is_none()),
                 "{} in {claim}: not escaped: {msg:?}",
                 case.label
             );
@@ -637,7 +634,7 @@ fn a_claim_or_header_key_twice_is_refused() {
     let enc = jsonwebtoken::EncodingKey::from_ec_pem(es_key.serialize_pem().as_bytes()).unwrap();
     let signed = |header: &str, claims: &str| {
         let input = format!("{}.{}", b64(header.as_bytes()), b64(claims.as_bytes()));
-        let sig = raw_sign(input.as_bytes(), &enc, jsonwebtoken::Algorithm::ES256).unwrap();
+        let sig = raw_sign(input.as_bytes(), &enc, Algorithm::ES256).unwrap();
         format!("{input}.{sig}")
     };
     let claims = |extra: &str| {

@@ -25,7 +25,7 @@ pub(crate) const SHARED: &str = "$moat::input::Shared";
 
 /// Converts `doc`; [`Value::Undefined`] if it cannot be (a non-finite
 /// number), which no policy allows.
-pub fn to_value<T: Serialize + ?Sized>(doc: &T) -> Value {
+pub(crate) fn to_value<T: Serialize + ?Sized>(doc: &T) -> Value {
     let shared = RefCell::new(Vec::new());
     doc.serialize(Converter { shared: &shared })
         .unwrap_or(Value::Undefined)
@@ -47,7 +47,7 @@ fn key(name: &'static str) -> Value {
 
 /// Why a document could not be converted.
 #[derive(Debug)]
-pub struct Error(String);
+pub(crate) struct Error(String);
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

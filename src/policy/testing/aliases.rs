@@ -27,7 +27,7 @@ use regorus::{Engine, Source};
 /// the imported reference. Lines are kept (columns after a replaced alias
 /// shift). Text that does not parse is returned unchanged, so the engine
 /// reports the error at its real location.
-pub fn resolve(name: &str, text: &str) -> String {
+pub(super) fn resolve(name: &str, text: &str) -> String {
     let aliases = match imports(name, text) {
         Some(a) if !a.is_empty() => a,
         _ => return text.to_string(),
