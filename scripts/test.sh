@@ -3,17 +3,12 @@
 # (Debian's docker.io for dockerd, busybox-static for the test image) when it
 # is missing, and says so. Integration tests start their own private dockerd
 # on a temporary socket; the host's Docker daemon is never touched.
+# scripts/check.sh (fmt, clippy, unit tests, docs, fuzz targets; no root)
+# runs first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 . scripts/packages.sh
-mapfile -t need < <(engine_packages_missing)
-command -v script >/dev/null 2>&1 || need+=(bsdutils)
-install_packages "${need[@]}"
-if [ "$(id -u)" -ne 0 ]; then
-  echo "==> the integration tests start a private dockerd, which needs root: run as root (or with sudo -E)" >&2
-  exit 1
-fi
 
 # The reference-data tests (route table, body schema) compare moat's copies
 # with ../shared when it is there; then they must not skip.
@@ -32,18 +27,37 @@ if ! python3 -c 'import docker' 2>/dev/null; then
 fi
 
 export RUST_LIB_BACKTRACE=0
-echo "==> cargo fmt --check"
-cargo fmt --all -- --check
-echo "==> cargo clippy"
-cargo clippy --all-targets --locked -- -D warnings
-echo "==> cargo test (unit, policy and integration tests against a private dockerd)"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
+# One closing line for the whole run (cargo prints one per test binary).
+tally() {
+  awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed;/) p += $i; if ($(i+1) ~ /^failed;/) f += $i } }
+       END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+}
+
+# First what needs neither root nor an engine: fmt, clippy, unit tests,
+# docs, fuzz targets.
 set +e
-cargo test --locked --lib --bins --tests -- --test-threads=2 2>&1 | tee "$log"
+./scripts/check.sh 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
-# One closing line for the whole run (cargo prints one per test binary).
-awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed;/) p += $i; if ($(i+1) ~ /^failed;/) f += $i } }
-     END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+if [ "$status" -ne 0 ]; then
+  tally
+  exit "$status"
+fi
+
+mapfile -t need < <(engine_packages_missing)
+command -v script >/dev/null 2>&1 || need+=(bsdutils)
+install_packages "${need[@]}"
+if [ "$(id -u)" -ne 0 ]; then
+  echo "==> the integration tests start a private dockerd, which needs root: run as root (or with sudo -E)" >&2
+  exit 1
+fi
+
+echo "==> integration tests (against a private dockerd)"
+set +e
+cargo test --locked --test it -- --test-threads=2 2>&1 | tee -a "$log"
+status=${PIPESTATUS[0]}
+set -e
+tally
 exit "$status"

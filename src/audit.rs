@@ -5,8 +5,8 @@
 //! returns only once the line is written (see `audit.sync`). One writer thread
 //! owns the file ([`writer`]); producers queue through a bounded channel and
 //! wait when it is full, so records are never dropped. Secrets in request
-//! bodies are removed by [`redact`] before anything is queued. The chain is
-//! checked by [`verify`] (`moat audit verify`). The format is documented in
+//! bodies are removed by [`redact()`] before anything is queued. The chain is
+//! checked by [`verify()`] (`moat audit verify`). The format is documented in
 //! `docs/audit.md`.
 
 use std::collections::BTreeMap;

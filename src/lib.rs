@@ -46,6 +46,10 @@
 //! the command line in [`cli`].
 
 #![forbid(unsafe_code)]
+// The docs are for contributors and are built with
+// `--document-private-items` (scripts/check.sh), where links to private
+// items resolve.
+#![allow(rustdoc::private_intra_doc_links)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod admission;

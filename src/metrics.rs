@@ -1,6 +1,6 @@
 //! Prometheus metrics: what moat counts, and the cheap calls the request path
 //! makes to count it. The plain-HTTP endpoint that exposes them (`/metrics`,
-//! `/healthz`, `/readyz`) lives in [`serve`].
+//! `/healthz`, `/readyz`) lives in [`mod@serve`].
 //!
 //! Why `prometheus-client` (≥ 0.25.2) and not the tikv `prometheus` crate:
 //! `prometheus-client` is maintained by the Prometheus organisation itself,

@@ -3,7 +3,7 @@
 //! check the head → authenticate → classify → admit (engine up, framing,
 //! upgrade) → the identity's limits → API version → read/inspect the body →
 //! effective request → decide → audit the decision → enforce →
-//! *[ownership]* → forward or hijack → respond (and audit the completion
+//! *(ownership)* → forward or hijack → respond (and audit the completion
 //! when the response has ended).
 //!
 //! Each stage is one call that returns what the next needs, or a

@@ -5,7 +5,13 @@
 use libfuzzer_sys::fuzz_target;
 use moat::body::{parse_json_strict, SchemaRoot};
 
-const OPS: [&str; 5] = ["ContainerCreate", "ServiceCreate", "VolumeCreate", "PluginSet", "Unknown"];
+const OPS: [&str; 5] = [
+    "ContainerCreate",
+    "ServiceCreate",
+    "VolumeCreate",
+    "PluginSet",
+    "Unknown",
+];
 
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, body)) = data.split_first() else {
@@ -18,4 +24,3 @@ fuzz_target!(|data: &[u8]| {
         assert!(parse_json_strict(&again, root).is_ok());
     }
 });
-

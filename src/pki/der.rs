@@ -3,7 +3,7 @@
 //!
 //! rcgen's `DistinguishedName` keeps one value per attribute type, but moat
 //! (like Kubernetes and cfssl) reads a user's groups from *all* subject O
-//! values. So [`super::issue`] lets rcgen build and sign the certificate,
+//! values. So [`super::issue()`] lets rcgen build and sign the certificate,
 //! then [`replace_subject`] swaps the subject for one written here and signs
 //! the new `TBSCertificate` again with the CA key. Everything else (serial,
 //! validity, extensions, signature algorithm) is kept byte for byte.
