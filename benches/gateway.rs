@@ -32,7 +32,6 @@ mod measure;
 mod report;
 #[path = "gateway/setup.rs"]
 mod setup;
-#[allow(unused_imports)]
 #[path = "../tests/support/mod.rs"]
 mod support;
 

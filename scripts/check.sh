@@ -20,8 +20,8 @@ cargo fmt --all -- --check
 echo "==> cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 
-echo "==> unit tests and the layout test (no root needed)"
-cargo test --locked --lib --bins --test layout -- --test-threads=2
+echo "==> unit tests, the layout test, tests against the fake engine (no root needed)"
+cargo test --locked --lib --bins --test layout --test fake -- --test-threads=2
 
 echo "==> cargo doc (warnings denied)"
 RUSTDOCFLAGS="-D warnings" cargo doc --locked --no-deps --document-private-items --quiet

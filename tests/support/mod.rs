@@ -1,16 +1,19 @@
 //! Test harness shared by the integration tests: a private `dockerd` on a
 //! temporary socket, a local busybox image, a test PKI generated in code,
-//! and moat itself started in-process on port 0.
+//! moat itself started in-process on port 0, and a fake engine
+//! ([`fake_engine`]) for what needs neither root nor a real dockerd.
 //!
 //! The engine and the PKI are created once per test binary. The engine is
 //! started under a small watchdog shell that stops it (and removes its
 //! directory) as soon as the test process exits, since Rust runs no
 //! destructors for statics.
 
-#![allow(dead_code)]
+// Each test binary (and the gateway bench) uses a part of the harness.
+#![allow(dead_code, unused_imports)]
 
 pub(crate) mod docker;
 pub(crate) mod engine;
+pub(crate) mod fake_engine;
 pub(crate) mod hostile;
 pub(crate) mod moat;
 pub(crate) mod pki;
@@ -18,6 +21,7 @@ pub(crate) mod raw;
 
 pub(crate) use docker::Docker;
 pub(crate) use engine::{engine, image};
+pub(crate) use fake_engine::{FakeEngine, Kind};
 pub(crate) use moat::{Moat, MoatOptions};
 pub(crate) use pki::{pki, Bundle};
 
