@@ -2,48 +2,56 @@
 //!
 //! A security-hardened remote-access gateway for the Docker Engine API.
 //!
-//! A request travels through these modules, top to bottom (the one function
-//! that strings them together is [`pipeline::handle`]):
+//! A request travels through these stages, in this order; the one function
+//! that strings them together is [`pipeline::handle`], which reads top to
+//! bottom as this list:
 //!
 //! 1. [`server`]: the TCP listener, connection limits, idle keep-alive
 //!    connections parked without HTTP buffers, graceful shutdown. New
 //!    connections enter [`admission`]'s pre-authentication budget, and
 //!    count for their identity once it is known. Beside it, the optional
 //!    local unix socket (`listen.unix`) for users on the host.
-//! 2. [`tls`]: mutual TLS (rustls), with certificates and CRL reloaded on
-//!    change ([`reload`]) and client chains verified once per
+//! 2. [`tls`]: mutual TLS (rustls), client chains verified once per
 //!    certificate and configuration ([`tls::verify`]).
 //! 3. [`identity`]: who the client is, from its certificate or a bearer
 //!    token ([`identity::token`]), or, on the local socket, from the
 //!    kernel ([`identity::local`]).
-//! 4. [`pipeline`]: the HTTP request path, one readable function.
-//! 5. [`classify`]: which Engine API operation this is, exactly as the
-//!    daemon routes it; then the identity's limits ([`admission`]:
-//!    requests in flight, streams, rate).
-//! 6. [`body`]: the request body, read whole and parsed strictly where the
+//! 4. [`classify`]: which Engine API operation this is ([`classify::OpId`]),
+//!    exactly as the daemon routes it; then the identity's limits
+//!    ([`admission`]: requests in flight, streams, rate).
+//! 5. [`body`]: the request body, read whole and parsed strictly where the
 //!    policy must see it, streamed where it is an upload.
-//! 7. [`effective`]: the API version the engine will apply, and the
+//! 6. [`effective`]: the API version the engine will apply, and the
 //!    effective body (deprecated positions refused, version adjustments
 //!    applied) that the policy decides on and the engine receives.
-//! 8. [`policy`]: the Rego decision.
-//! 9. [`audit`]: the hash-chained audit record, written before forwarding.
+//! 7. [`policy`]: the Rego decision on [`policy::input`], the input
+//!    document described once.
+//! 8. [`audit`]: the hash-chained audit record, written before forwarding
+//!    (the pipeline's trail and completion record in [`pipeline`]).
+//! 9. *(ownership: objects resolved, owner labels; issue 15)*
 //! 10. [`forward`] and [`hijack`]: the engine's unix socket, streamed or
 //!     hijacked with half-close.
 //! 11. [`respond`]: the one place a refusal becomes a client response.
 //!
-//! Shared by the stages, below them: [`conn`] (what is known about one
-//! client connection, and the registry of open ones), [`resbody`] (the body
-//! type of every response), and [`gateway`] (the state every request shares,
-//! loaded from the config). [`reload`] orchestrates reloads without a
-//! restart (TLS files changed, SIGHUP).
+//! The module graph is acyclic and reads bottom-up (`tests/layout.rs` fails
+//! on a cycle; CONTRIBUTING.md has the rules):
 //!
-//! Beside the request path: [`config`] (the typed config file), [`metrics`]
-//! (Prometheus and health endpoints), [`engine`] (the bundled dockerd and its
-//! supervisor), [`launch`] (engine, then gateway; stopped in reverse),
-//! [`pki`] (moat's own CA), [`up`] (the `moat up` bootstrap of a state
-//! directory), the admin's tools [`replay`] (`moat audit replay`: a
-//! candidate policy against recorded traffic) and [`policy::explain`], and
-//! the command line in [`cli`].
+//! - leaves: [`config`] (the typed config file), [`classify`], [`metrics`]
+//!   (Prometheus and health endpoints), [`resbody`] (the body type of every
+//!   response);
+//! - the stages and what they need: [`identity`], [`engine`] (the bundled
+//!   dockerd and its supervisor), [`tls`], [`body`], [`forward`],
+//!   [`admission`] (connection budgets and per-identity limits), [`conn`] (what is known about one client connection, and the registry
+//!   of open ones), [`policy`], [`audit`], [`hijack`], [`respond`];
+//! - [`gateway`]: the state every request shares, loaded from the config;
+//! - [`pipeline`] (the request path) and [`reload`] (reloads without a
+//!   restart: TLS files changed, SIGHUP);
+//! - [`server`], then [`launch`] (engine, then gateway; stopped in
+//!   reverse);
+//! - beside the request path: [`pki`] (moat's own CA), [`up`] (the `moat up`
+//!   bootstrap of a state directory), the admin's tools [`replay`] (`moat
+//!   audit replay`: a candidate policy against recorded traffic) and
+//!   [`policy::explain`], and the command line in [`cli`].
 
 #![forbid(unsafe_code)]
 // The docs are for contributors and are built with
