@@ -17,7 +17,7 @@ use tokio::time::Sleep;
 
 /// The stream hyper writes to, failing a write (or flush) that has made no
 /// progress for the timeout.
-pub struct WriteDeadline<T> {
+pub(super) struct WriteDeadline<T> {
     inner: T,
     timeout: Duration,
     /// Running while a write is blocked; reset by any progress.
@@ -25,7 +25,7 @@ pub struct WriteDeadline<T> {
 }
 
 impl<T> WriteDeadline<T> {
-    pub fn new(inner: T, timeout: Duration) -> Self {
+    pub(super) fn new(inner: T, timeout: Duration) -> Self {
         WriteDeadline {
             inner,
             timeout,
@@ -33,7 +33,7 @@ impl<T> WriteDeadline<T> {
         }
     }
 
-    pub fn into_inner(self) -> T {
+    pub(super) fn into_inner(self) -> T {
         self.inner
     }
 
