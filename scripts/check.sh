@@ -34,7 +34,10 @@ mkdir -p target/fuzz-artifacts
 for t in fuzz/fuzz_targets/*.rs; do
   name=$(basename "$t" .rs)
   run() { target/debug/"$name" -artifact_prefix=target/fuzz-artifacts/ "$@" 2>/dev/null; }
-  run -runs=0 "fuzz/corpus/$name"
+  if [ -d "fuzz/corpus/$name" ]; then
+    run -runs=0 "fuzz/corpus/$name"
+    echo "    $name: its corpus passes"
+  fi
   run -runs=20000 -seed=1
-  echo "    $name: built; corpus and 20000 random inputs pass"
+  echo "    $name: 20000 random inputs pass"
 done

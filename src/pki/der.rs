@@ -123,7 +123,7 @@ pub(super) fn subject_name(common_name: &str, organizations: &[String]) -> Vec<u
 /// Returns `cert_der` with its subject replaced by `subject` (a DER Name),
 /// re-signed with `sign` (which must use the certificate's own signature
 /// algorithm, i.e. the issuer's key).
-pub(super) fn replace_subject<E>(
+pub fn replace_subject<E>(
     cert_der: &[u8],
     subject: &[u8],
     sign: impl FnOnce(&[u8]) -> Result<Vec<u8>, E>,

@@ -161,7 +161,7 @@ impl Pki {
 
     /// A valid client bundle whose certificate carries exactly `subject`
     /// (a DER Name, however hostile), signed by the test CA.
-    pub fn client_with_subject(&self, subject: &[u8], label: &str) -> Bundle {
+    pub(crate) fn client_with_subject(&self, subject: &[u8], label: &str) -> Bundle {
         let now = OffsetDateTime::now_utc();
         let key = KeyPair::generate().expect("key");
         let mut p = CertificateParams::new(Vec::<String>::new()).expect("params");
@@ -190,7 +190,7 @@ impl Pki {
     /// signed, and a client (`dana`, group `admin`) the intermediate
     /// signed, whose bundle trusts this PKI's server certificate and sends
     /// the intermediate after its leaf.
-    pub fn two_level(&self, dir: &Path) -> TwoLevel {
+    pub(crate) fn two_level(&self, dir: &Path) -> TwoLevel {
         std::fs::create_dir_all(dir).expect("dir");
         let (root_params, root_key) = ca("test root CA");
         let root_cert = root_params.self_signed(&root_key).expect("root");
@@ -237,7 +237,7 @@ impl Pki {
 
     /// The `tls:` section for moat serving this PKI's server certificate and
     /// trusting `client_ca`, with `crl`.
-    pub fn tls_yaml_with(&self, client_ca: &Path, crl: &Path) -> String {
+    pub(crate) fn tls_yaml_with(&self, client_ca: &Path, crl: &Path) -> String {
         format!(
             "  cert: {}\n  key: {}\n  client_ca: {}\n  crl: {}\n",
             self.server_cert.display(),
@@ -282,7 +282,7 @@ impl Pki {
 }
 
 /// A root, an intermediate and one client under it (see [`Pki::two_level`]).
-pub struct TwoLevel {
+pub(crate) struct TwoLevel {
     pub root_pem: PathBuf,
     pub root: Issuer<'static, KeyPair>,
     pub inter: Issuer<'static, KeyPair>,
@@ -292,7 +292,7 @@ pub struct TwoLevel {
 }
 
 /// A PEM CRL signed by `issuer` revoking `serials`.
-pub fn crl(issuer: &Issuer<'static, KeyPair>, serials: &[&SerialNumber]) -> String {
+pub(crate) fn crl(issuer: &Issuer<'static, KeyPair>, serials: &[&SerialNumber]) -> String {
     let now = OffsetDateTime::now_utc();
     CertificateRevocationListParams {
         this_update: now - Duration::minutes(5),
@@ -317,7 +317,7 @@ pub fn crl(issuer: &Issuer<'static, KeyPair>, serials: &[&SerialNumber]) -> Stri
 }
 
 /// Writes `text` to `path` through a rename, as tools replace files.
-pub fn replace_file(path: &Path, text: &str) {
+pub(crate) fn replace_file(path: &Path, text: &str) {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, text).expect("write");
     std::fs::rename(&tmp, path).expect("rename");
