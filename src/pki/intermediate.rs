@@ -41,7 +41,7 @@ impl IntermediateOptions {
 /// Creates the intermediate CA `opts.name` signed by the root in
 /// `opts.dir`, records it in the root's index and rebuilds the root's CRL
 /// bundle. Returns the intermediate's paths (pass its `dir` to
-/// [`super::issue`] and [`super::revoke`]).
+/// [`super::issue()`] and [`super::revoke`]).
 pub fn intermediate(opts: &IntermediateOptions) -> Result<PkiPaths, PkiError> {
     if opts.days == 0 {
         return Err(PkiError::InvalidDays);
