@@ -41,8 +41,10 @@
 //!   response);
 //! - the stages and what they need: [`identity`], [`engine`] (the bundled
 //!   dockerd and its supervisor), [`tls`], [`body`], [`forward`],
-//!   [`admission`] (connection budgets and per-identity limits), [`conn`] (what is known about one client connection, and the registry
-//!   of open ones), [`policy`], [`audit`], [`hijack`], [`respond`];
+//!   [`effective`], [`admission`] (connection budgets and per-identity
+//!   limits), [`conn`] (what is known about one client connection, and the
+//!   registry of open ones), [`policy`], [`audit`], [`hijack`],
+//!   [`respond`];
 //! - [`gateway`]: the state every request shares, loaded from the config;
 //! - [`pipeline`] (the request path) and [`reload`] (reloads without a
 //!   restart: TLS files changed, SIGHUP);

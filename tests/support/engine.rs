@@ -24,7 +24,7 @@ impl Engine {
     /// so the answer is never chunked): status and JSON body (null when the
     /// body is empty or not JSON). For setup and for inspecting what the
     /// engine really did.
-    pub fn api(
+    pub(crate) fn api(
         &self,
         method: &str,
         path: &str,
