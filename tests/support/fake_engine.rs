@@ -7,7 +7,7 @@
 //! it receives, and can be told to fail.
 //!
 //! What it answers (with or without a `/v1.xx` prefix): `/_ping`,
-//! `/version`, `GET /containers/json` (`filters={"label":[…]}`),
+//! `/version` and `/info` (what moat learns about an engine), `GET /containers/json` (`filters={"label":[…]}`),
 //! `GET /containers/{ref}/json`, the same for `images`, `volumes` and
 //! `networks`, and `GET /exec/{id}/json`. Containers, networks and execs are
 //! found by full id, unique id prefix or name; images by tag (`name` means
@@ -225,6 +225,11 @@ fn answer(state: &Mutex<State>, method: &str, target: &str) -> (u16, &'static st
         ("GET", ["version"]) => {
             return json(json!({
                 "ApiVersion": "1.41", "MinAPIVersion": "1.12", "Version": "20.10.24-fake"
+            }))
+        }
+        ("GET", ["info"]) => {
+            return json(json!({
+                "ServerVersion": "20.10.24-fake", "CgroupVersion": "2", "Containers": 0
             }))
         }
         ("GET", ["containers", "json"]) => {
