@@ -21,6 +21,7 @@
 //! A well-formed path that matches no route is the operation `Unknown`
 //! ([`UNKNOWN`]); the policy decides it.
 
+mod api_version;
 mod encoding;
 mod op_id;
 pub(crate) use encoding::{encode_query, parse_query};
@@ -30,6 +31,7 @@ use std::fmt;
 
 use http::{Method, StatusCode, Uri};
 
+pub use api_version::{ApiVersion, DEFAULT_MIN_API_VERSION};
 pub use op_id::OpId;
 
 impl fmt::Display for OpId {

@@ -21,7 +21,7 @@ pub struct Engine {
     /// Older versions carry deprecated body positions (a HostConfig in the
     /// start body below 1.24); requests for them get a 400 naming this key.
     #[serde(default = "default_min_api_version")]
-    pub min_api_version: crate::effective::ApiVersion,
+    pub min_api_version: crate::classify::ApiVersion,
 }
 
 impl Default for Engine {
@@ -34,8 +34,8 @@ impl Default for Engine {
     }
 }
 
-fn default_min_api_version() -> crate::effective::ApiVersion {
-    crate::effective::DEFAULT_MIN_API_VERSION
+fn default_min_api_version() -> crate::classify::ApiVersion {
+    crate::classify::DEFAULT_MIN_API_VERSION
 }
 
 fn default_engine_socket() -> PathBuf {
