@@ -6,7 +6,7 @@
 //! positions and change their meaning with the API version. So, after the
 //! body stage and before the decision:
 //!
-//! 1. [`version`]: the API version the engine will apply (the path's prefix,
+//! 1. [`version()`]: the API version the engine will apply (the path's prefix,
 //!    or the engine's newest when there is none), refused below
 //!    `engine.min_api_version` or outside the engine's own range;
 //! 2. [`apply`]: the effective document of the inspected JSON body, built
