@@ -170,7 +170,7 @@ fn clear_stale_pidfiles(layout: &Layout) {
 /// is granted by default): both are off. Containers get a private cgroup and
 /// IPC namespace unless they ask otherwise (the request, and so the policy,
 /// says so). None of this changes what the docker CLI can do.
-pub const HARDENED_DAEMON_JSON: &str = r#"{
+pub(super) const HARDENED_DAEMON_JSON: &str = r#"{
   "builder": {
     "entitlements": {
       "network-host": false,
