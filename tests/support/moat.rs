@@ -147,10 +147,16 @@ impl Moat {
         }
     }
 
-    /// The audit records written so far, parsed.
+    /// The audit records written so far, parsed. A last line without its
+    /// newline is still being written (the log is read while moat writes
+    /// it): it is left for the next read.
     pub(crate) fn audit_records(&self) -> Vec<serde_json::Value> {
-        std::fs::read_to_string(&self.audit_file)
-            .unwrap_or_default()
+        let text = std::fs::read_to_string(&self.audit_file).unwrap_or_default();
+        let complete = match text.rfind('\n') {
+            Some(i) => &text[..=i],
+            None => "",
+        };
+        complete
             .lines()
             .map(|l| serde_json::from_str(l).expect("audit line is JSON"))
             .collect()
