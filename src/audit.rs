@@ -105,6 +105,35 @@ pub struct Record {
     pub input: Option<serde_json::Value>,
 }
 
+impl Record {
+    /// The record of a connection moat closed without a request (over its
+    /// identity's connection limit, or revoked on a CRL reload): operation
+    /// `Connection`, empty method and target, a `decision` record with the
+    /// reason and no `complete` record (docs/audit.md).
+    pub fn connection(user: Option<UserRecord>, client: String, reason: String) -> Record {
+        Record {
+            id: hex::encode(rand::random::<[u8; 16]>()),
+            stage: Stage::Decision,
+            user,
+            client,
+            request: RequestRecord {
+                method: String::new(),
+                uri: String::new(),
+                operation: "Connection".into(),
+                params: BTreeMap::new(),
+                body: None,
+            },
+            decision: Some(DecisionRecord {
+                allow: false,
+                reasons: vec![reason],
+                policy_revision: String::new(),
+            }),
+            response: None,
+            input: None,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
     /// The record was not written; the pipeline answers 503 unless

@@ -98,6 +98,21 @@ impl Gateway {
     }
 }
 
+impl Gateway {
+    /// Queues a record nobody waits for (a completion, a closed
+    /// connection): when the queue is full, a tracked task waits for room;
+    /// a failure is logged with `what`.
+    pub fn audit_unwaited(&self, record: crate::audit::Record, what: &str) {
+        match self.audit.submit(record) {
+            Ok(None) => {}
+            Ok(Some(wait_for_room)) => {
+                self.tasks.spawn(wait_for_room);
+            }
+            Err(e) => tracing::error!(error = %e, "{what} not audited"),
+        }
+    }
+}
+
 /// What `/readyz` reports: the engine answers `/_ping`, a policy is
 /// loaded, and the audit log is writable.
 pub fn readiness(gw: Arc<Gateway>) -> crate::metrics::ReadyCheck {

@@ -179,7 +179,7 @@ fn audit_closed(
     cert: &crate::identity::CertInfo,
     found: &RevokedLink,
 ) {
-    use crate::audit::{DecisionRecord, Record, RequestRecord, Stage, UserRecord};
+    use crate::audit::{Record, UserRecord};
     let which = if found.depth == 0 {
         "the client certificate".to_string()
     } else {
@@ -197,36 +197,14 @@ fn audit_closed(
         uid: None,
         pid: None,
     });
-    let record = Record {
-        id: hex::encode(rand::random::<[u8; 16]>()),
-        stage: Stage::Decision,
-        user,
-        client: peer.to_string(),
-        request: RequestRecord {
-            method: String::new(),
-            uri: String::new(),
-            operation: "Connection".into(),
-            params: Default::default(),
-            body: None,
-        },
-        decision: Some(DecisionRecord {
-            allow: false,
-            reasons: vec![format!(
-                "connection closed: a CRL revokes {which} (serial {}, subject \"{}\")",
-                found.serial, found.subject
-            )],
-            policy_revision: String::new(),
-        }),
-        response: None,
-        input: None,
-    };
-    match gw.audit.submit(record) {
-        Ok(None) => {}
-        Ok(Some(wait_for_room)) => {
-            gw.tasks.spawn(wait_for_room);
-        }
-        Err(e) => tracing::error!(error = %e, "revoked connection not audited"),
-    }
+    let reason = format!(
+        "connection closed: a CRL revokes {which} (serial {}, subject \"{}\")",
+        found.serial, found.subject
+    );
+    gw.audit_unwaited(
+        Record::connection(user, peer.to_string(), reason),
+        "revoked connection",
+    );
 }
 
 /// Sweeps again once every handshake begun under the old configuration has

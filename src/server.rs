@@ -329,42 +329,20 @@ fn audit_refused_connection(
     groups: &[String],
     over: &crate::admission::Over,
 ) {
-    use crate::audit::{DecisionRecord, Record, RequestRecord, Stage, UserRecord};
-    let record = Record {
-        id: hex::encode(rand::random::<[u8; 16]>()),
-        stage: Stage::Decision,
-        user: Some(UserRecord {
-            name: user.to_string(),
-            groups: groups.to_vec(),
-            auth_method: crate::identity::AuthMethod::Certificate,
-            cert_serial: Some(cert.serial.clone()),
-            token_id: None,
-            uid: None,
-            pid: None,
-        }),
-        client: peer.to_string(),
-        request: RequestRecord {
-            method: String::new(),
-            uri: String::new(),
-            operation: "Connection".into(),
-            params: Default::default(),
-            body: None,
-        },
-        decision: Some(DecisionRecord {
-            allow: false,
-            reasons: vec![over.to_string()],
-            policy_revision: String::new(),
-        }),
-        response: None,
-        input: None,
+    use crate::audit::{Record, UserRecord};
+    let user = UserRecord {
+        name: user.to_string(),
+        groups: groups.to_vec(),
+        auth_method: crate::identity::AuthMethod::Certificate,
+        cert_serial: Some(cert.serial.clone()),
+        token_id: None,
+        uid: None,
+        pid: None,
     };
-    match gw.audit.submit(record) {
-        Ok(None) => {}
-        Ok(Some(wait_for_room)) => {
-            gw.tasks.spawn(wait_for_room);
-        }
-        Err(e) => tracing::error!(error = %e, "connection refusal not audited"),
-    }
+    gw.audit_unwaited(
+        Record::connection(Some(user), peer.to_string(), over.to_string()),
+        "connection refusal",
+    );
 }
 
 /// The TLS handshake within `limits.handshake_timeout`, and the client

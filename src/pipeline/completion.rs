@@ -76,13 +76,7 @@ impl Completion {
         drop(self.held.take());
         // Queued without waiting for the writer's answer: written and
         // fsynced like any record; the writer logs a failure.
-        match gw.audit.submit(record) {
-            Ok(None) => {}
-            Ok(Some(wait_for_room)) => {
-                gw.tasks.spawn(wait_for_room);
-            }
-            Err(e) => tracing::error!(error = %e, "completion audit record not written"),
-        }
+        gw.audit_unwaited(record, "completion record");
     }
 }
 

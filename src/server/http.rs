@@ -52,15 +52,7 @@ pub(super) async fn serve_http(
             crate::pipeline::handle(gw.clone(), info.clone(), req)
         })
     };
-    let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        // Also caps the read buffer, so a connection that uploads holds at
-        // most this much (hyper keeps the buffer's capacity).
-        .max_buf_size(limits.max_header_bytes)
-        .max_headers(limits.max_headers)
-        .keep_alive(true);
+    let builder = builder(limits);
     let mut stream = tls;
     let mut first = true;
     loop {
@@ -259,4 +251,18 @@ impl Drop for Parked<'_> {
 /// Closes a parked connection with a TLS close_notify, briefly.
 pub(super) async fn close(mut stream: ClientStream) {
     let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
+}
+
+/// hyper's HTTP/1.1 server with moat's head limits, for both listeners.
+pub(super) fn builder(limits: &crate::config::Limits) -> http1::Builder {
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        // Also caps the read buffer, so a connection that uploads holds at
+        // most this much (hyper keeps the buffer's capacity).
+        .max_buf_size(limits.max_header_bytes)
+        .max_headers(limits.max_headers)
+        .keep_alive(true);
+    builder
 }
