@@ -19,7 +19,8 @@
 //!   canonical spelling, and one whose field is not known is refused (see
 //!   [`schema`]);
 //! - the client's bytes are dropped here: what goes on is the parsed
-//!   document, which [`crate::effective`] turns into what the engine will
+//!   document, which the effective-request stage (the `effective` module,
+//!   above this one) turns into what the engine will
 //!   apply; the engine receives moat's serialization of that document.
 //!
 //! Uploads ([`BodyKind::Stream`]) are streamed untouched; they must not be

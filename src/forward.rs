@@ -4,8 +4,8 @@
 //! client with a unix-socket connector). Bodies stream both ways: nothing is
 //! buffered whole, so `logs -f`, `events`, pull progress and `save`/`load`
 //! run as the engine produces and consumes them. Hijacked requests (attach,
-//! exec start, `/session`, `/grpc`) each get a dedicated connection; see
-//! [`crate::hijack`].
+//! exec start, `/session`, `/grpc`) each get a dedicated connection (the
+//! `hijack` module, above this one).
 //!
 //! The request head is rebuilt, never spliced: hop-by-hop headers and the
 //! credentials moat consumes (`Authorization`) are dropped, and the framing

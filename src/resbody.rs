@@ -2,8 +2,7 @@
 //! sends to the engine.
 //!
 //! A leaf: it depends on no other module of moat, so that the stages that
-//! build bodies ([`crate::forward`], [`crate::hijack`], [`crate::respond`],
-//! the pipeline) share it without importing one another.
+//! build bodies (forwarding, hijacking, refusals, the pipeline) share it without importing one another.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};

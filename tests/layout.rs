@@ -2,7 +2,8 @@
 //! no engine):
 //!
 //! - the module graph is acyclic: every `use crate::…` (and every inline
-//!   `crate::…` path) in a top-level module's files is an edge to another
+//!   `crate::…` path, and every intra-doc link to one) in a top-level
+//!   module's files is an edge to another
 //!   top-level module, and the graph of those edges has no cycle;
 //! - every source file opens with a `//!` saying why it exists;
 //! - no file grows past ~600 lines unless it is listed in [`LONG_FILES`]
@@ -81,7 +82,8 @@ fn non_test_code(path: &Path) -> String {
 }
 
 /// Code without comments and without the contents of string and char
-/// literals, so that prose or text naming a module is no edge.
+/// literals, so that prose or text naming a module is no edge; intra-doc
+/// links to `crate::…` are kept (see the line-comment case).
 fn strip_comments_and_strings(code: &str) -> String {
     let c: Vec<char> = code.chars().collect();
     let mut out = String::with_capacity(code.len());
@@ -90,10 +92,22 @@ fn strip_comments_and_strings(code: &str) -> String {
     while i < c.len() {
         let prev_ident = i > 0 && ident(c[i - 1]);
         match c[i] {
-            // Line comment (also `//!` and `///`).
+            // Line comment (also `//!` and `///`). A doc comment's
+            // intra-doc links to `crate::…` stay: rustdoc resolves them, so
+            // they are dependencies as much as a `use` is.
             '/' if c.get(i + 1) == Some(&'/') => {
+                let start = i;
                 while i < c.len() && c[i] != '\n' {
                     i += 1;
+                }
+                let line: String = c[start..i].iter().collect();
+                if line.starts_with("///") || line.starts_with("//!") {
+                    for link in line.split("[`crate::").skip(1) {
+                        let path: String = link.chars().take_while(|&ch| ch != '`').collect();
+                        out.push_str(" crate::");
+                        out.push_str(&path);
+                        out.push(' ');
+                    }
                 }
             }
             // Block comment, nested as Rust nests them.
@@ -326,7 +340,9 @@ fn crate_references_are_parsed_from_use_groups_and_paths() {
          use hyper_util::crate::nope;\n",
     );
     let got: Vec<String> = crate_refs(&code).into_iter().collect();
-    assert_eq!(got, ["audit", "body", "classify", "forward"]);
+    // A plain comment, a string and a block comment name no module; an
+    // intra-doc link (`launch`) does: rustdoc resolves it.
+    assert_eq!(got, ["audit", "body", "classify", "forward", "launch"]);
 }
 
 #[test]

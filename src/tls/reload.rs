@@ -6,7 +6,7 @@
 //! miss), debounced. Which certificates a CRL revokes is
 //! [`super::revocation`]. What a change triggers (rebuilding the rustls
 //! configuration, closing revoked connections, SIGHUP) is orchestrated in
-//! [`crate::reload`].
+//! the `reload` module, above this one.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};

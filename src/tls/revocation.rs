@@ -5,7 +5,7 @@
 //! trust anchor against the CRLs (`tls.crl`); this module answers the
 //! questions it does not: *which* certificate was revoked (for the log and
 //! `moat_revoked_certificates_total{position}`), and which open connections
-//! a new CRL cuts off ([`crate::reload`]). A CRL entry is keyed as a CRL
+//! a new CRL cuts off (the `reload` module, above this one). A CRL entry is keyed as a CRL
 //! names it: the CRL's issuer and the serial, so a serial that two CAs
 //! happen to share is not confused.
 
