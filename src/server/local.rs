@@ -142,6 +142,21 @@ async fn connection(
                 .authenticate(&admission, p.user.as_str(), &groups)
             {
                 tracing::info!(uid = cred.uid, "local connection closed: {over}");
+                let user = crate::audit::UserRecord {
+                    name: p.user.as_str().to_owned(),
+                    groups,
+                    auth_method: crate::identity::AuthMethod::Peer,
+                    cert_serial: None,
+                    token_id: None,
+                    uid: Some(cred.uid),
+                    pid: cred.pid,
+                };
+                let record = crate::audit::Record::connection(
+                    Some(user),
+                    "unix".to_owned(),
+                    over.to_string(),
+                );
+                gw.audit_unwaited(record, "local connection refusal");
                 return;
             }
         }

@@ -153,3 +153,54 @@ fn a_credential_on_the_local_socket_is_refused() {
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
     moat.stop();
 }
+
+/// A local user at its identity's connection limit: the next connection is
+/// closed before any request, and the refusal is audited, as for a
+/// certificate client.
+#[test]
+fn a_local_connection_over_the_identity_limit_is_closed_and_audited() {
+    let (socket, _config) = socket_dir();
+    let moat = Moat::start_with(MoatOptions {
+        unix_socket: Some(socket.clone()),
+        limits_yaml: Some("  shutdown_grace: 2s\n  identity:\n    max_connections: 1\n".into()),
+        ..MoatOptions::default()
+    });
+    let mut first = UnixStream::connect(&socket).unwrap();
+    first
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    // The first connection is served (and so counted) before the second.
+    first
+        .write_all(b"GET /_ping HTTP/1.1\r\nHost: moat\r\n\r\n")
+        .unwrap();
+    let mut buf = [0u8; 12];
+    first.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"HTTP/1.1 200");
+    let mut second = UnixStream::connect(&socket).unwrap();
+    second
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let _ = second.write_all(b"GET /_ping HTTP/1.1\r\nHost: moat\r\nConnection: close\r\n\r\n");
+    let mut resp = Vec::new();
+    let _ = second.read_to_end(&mut resp);
+    assert!(resp.is_empty(), "{}", String::from_utf8_lossy(&resp));
+    drop(first);
+    let audit_file = moat.audit_file.clone();
+    moat.stop();
+    let log = std::fs::read_to_string(&audit_file).unwrap();
+    let refusal: serde_json::Value = log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|r| r["request"]["operation"] == "Connection")
+        .expect("the refused local connection is audited");
+    assert_eq!(refusal["user"]["name"], "root");
+    assert_eq!(refusal["user"]["auth_method"], "peer");
+    assert_eq!(refusal["client"], "unix");
+    assert_eq!(refusal["decision"]["allow"], false);
+    assert!(
+        refusal["decision"]["reasons"][0]
+            .as_str()
+            .is_some_and(|r| r.contains("max_connections")),
+        "{refusal}"
+    );
+}
