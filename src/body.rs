@@ -26,14 +26,19 @@
 //! Uploads ([`BodyKind::Stream`]) are streamed untouched; they must not be
 //! form-encoded either, because Go's `ParseForm` would read such a body as
 //! parameters.
+//!
+//! Whatever moat does not read of a body is drained after the answer
+//! ([`unread`]), so that a refused upload hears why instead of a reset.
 
 mod json;
 pub mod schema;
+pub mod unread;
+
+pub use unread::RequestBody;
 
 use bytes::Bytes;
 use http::{header, HeaderMap, StatusCode};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 
 use crate::classify::{BodyKind, Operation};
 
@@ -53,7 +58,7 @@ pub enum Inspected {
         received: u64,
     },
     /// An upload, streamed to the engine untouched.
-    Stream(Incoming),
+    Stream(RequestBody),
 }
 
 impl Inspected {
@@ -243,7 +248,7 @@ pub fn inspect_bytes(
 pub async fn inspect(
     op: &Operation,
     headers: &HeaderMap,
-    body: Incoming,
+    body: RequestBody,
     limit: usize,
 ) -> Result<Inspected, BodyError> {
     if op.body == BodyKind::Stream {

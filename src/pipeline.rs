@@ -30,7 +30,7 @@ use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
 
 use crate::admission::{self, Admission, Held};
-use crate::body::{self, Inspected};
+use crate::body::{self, Inspected, RequestBody};
 use crate::classify::{self, Route};
 use crate::config::{AuditLevel, Limits};
 use crate::conn::ConnInfo;
@@ -58,6 +58,8 @@ pub async fn handle(
     let in_flight = conn.begin();
     let id = request_id();
     let mut trail = Trail::new(&conn, &req, &id);
+    // Whatever of the body is not read is drained after the answer.
+    let req = req.map(|b| RequestBody::new(b, gw.config.limits.body_read_timeout));
     let outcome = stages(&gw, &conn, req, &mut trail).await;
     let response = respond(outcome, &mut trail, &id);
     // The completion record is written when the response has ended.
@@ -70,7 +72,7 @@ pub async fn handle(
 async fn stages(
     gw: &Gateway,
     conn: &ConnInfo,
-    mut req: Request<Incoming>,
+    mut req: Request<RequestBody>,
     trail: &mut Trail,
 ) -> Result<Response<ResBody>, Rejection> {
     let limits = &gw.config.limits;
@@ -207,7 +209,7 @@ fn limit(
 async fn read_body(
     route: &Route,
     parts: &Parts,
-    incoming: Incoming,
+    incoming: RequestBody,
     limits: &Limits,
 ) -> Result<Inspected, Rejection> {
     let read = body::inspect(

@@ -248,13 +248,20 @@ async fn through_hyper(raw: &[u8]) -> String {
     use hyper::service::service_fn;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let (mut client, server) = tokio::io::duplex(1 << 20);
-    let svc = service_fn(|req: http::Request<Incoming>| async move {
+    let svc = service_fn(|req: http::Request<hyper::body::Incoming>| async move {
         let (parts, body) = req.into_parts();
         let text = match check_framing(&parts.headers) {
             Err(e) => format!("refused: {e}"),
             Ok(()) => {
                 let route = classify(&parts.method, &parts.uri).unwrap();
-                match inspect(route.op, &parts.headers, body, 64).await {
+                match inspect(
+                    route.op,
+                    &parts.headers,
+                    RequestBody::new(body, std::time::Duration::from_secs(1)),
+                    64,
+                )
+                .await
+                {
                     Ok(Inspected::Json { value, .. }) => format!("json: {value}"),
                     Ok(Inspected::Empty) => "empty".to_string(),
                     Ok(Inspected::Stream(_)) => "stream".to_string(),

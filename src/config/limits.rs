@@ -40,7 +40,9 @@ pub struct Limits {
     #[serde(default = "d10s", with = "humantime_serde")]
     pub shutdown_grace: Duration,
     /// Time a client has to send a whole inspected (JSON) request body,
-    /// from the end of its head; a slower one gets 408.
+    /// from the end of its head; a slower one gets 408. Also how long the
+    /// unread rest of a body moat answered without is drained
+    /// (`body::unread`).
     #[serde(default = "d30s", with = "humantime_serde")]
     pub body_read_timeout: Duration,
     /// A response (or hijacked stream) the client does not read for this

@@ -11,11 +11,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use crate::body::RequestBody;
 use bytes::Bytes;
 use http::Response;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 
 use crate::audit::Record;
 use crate::classify::OpId;
@@ -153,7 +153,7 @@ pin_project_lite::pin_project! {
     /// A streamed upload, counted as it goes to the engine.
     struct Counted {
         #[pin]
-        inner: Incoming,
+        inner: RequestBody,
         count: Arc<AtomicU64>,
     }
 }
@@ -190,7 +190,7 @@ impl Body for Counted {
 }
 
 /// Wraps an upload so its size can be audited.
-pub(super) fn count_request(body: Incoming) -> (ResBody, Arc<AtomicU64>) {
+pub(super) fn count_request(body: RequestBody) -> (ResBody, Arc<AtomicU64>) {
     let count = Arc::new(AtomicU64::new(0));
     (
         Counted {

@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use http::{Method, Request, StatusCode};
-use hyper::body::Incoming;
 
 use super::completion::{Completion, UNCLASSIFIED};
 use crate::audit::{
@@ -44,7 +43,7 @@ pub(super) struct Trail {
 }
 
 impl Trail {
-    pub(super) fn new(conn: &ConnInfo, req: &Request<Incoming>, id: &str) -> Self {
+    pub(super) fn new<B>(conn: &ConnInfo, req: &Request<B>, id: &str) -> Self {
         Trail {
             record: Record {
                 id: id.to_string(),

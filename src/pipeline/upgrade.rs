@@ -10,8 +10,8 @@
 
 use std::sync::Arc;
 
+use crate::body::RequestBody;
 use http::{header, HeaderValue, Request, Response};
-use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 
 use super::trail::Trail;
@@ -33,7 +33,7 @@ impl Upgrade {
     /// Takes the upgrade the client asks for, if any, from `req`. Refuses
     /// one on an operation that does not hijack.
     pub(super) fn take(
-        req: &mut Request<Incoming>,
+        req: &mut Request<RequestBody>,
         route: &Route,
     ) -> Result<Option<Upgrade>, Rejection> {
         let Some(protocol) = req.headers().get(header::UPGRADE).cloned() else {

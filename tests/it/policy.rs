@@ -650,6 +650,40 @@ fn oversize_padded_body_is_refused_with_413() {
     assert!(!engine_has_container(&name));
 }
 
+/// Regression: a refused upload was answered and the connection closed with
+/// the client's bytes unread, so the kernel reset it and the client lost the
+/// answer (the docker CLI printed "broken pipe" instead of the policy's
+/// message). moat now reads the rest of an unread body after answering.
+#[test]
+fn refused_upload_reset_before_the_answer() {
+    image();
+    let moat = Moat::start();
+    let dev = pki().client("dave", "developer");
+    // Far more than the socket buffers on both sides can hold: the client
+    // can only finish writing if moat reads it all.
+    let context = vec![0u8; 32 * 1024 * 1024];
+    let head = format!(
+        "POST /v1.41/build?networkmode=host&t={} HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-tar\r\nContent-Length: {}\r\n\r\n",
+        unique("linger"),
+        context.len()
+    );
+    let mut tls = raw::connect(moat.addr, &dev).unwrap();
+    tls.write_all(head.as_bytes()).unwrap();
+    tls.write_all(&context)
+        .and_then(|()| tls.flush())
+        .expect("moat reset the connection before the client finished its upload");
+    let mut reader = std::io::BufReader::new(&mut tls);
+    let resp = raw::read_response(&mut reader).unwrap();
+    assert_eq!(resp.status, 403, "{}", resp.body);
+    assert!(resp.body.contains("networkmode"), "{}", resp.body);
+    // The whole body was read, so the connection serves the next request.
+    drop(reader);
+    tls.write_all(b"GET /_ping HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let ping = raw::read_response(&mut std::io::BufReader::new(&mut tls)).unwrap();
+    assert_eq!(ping.status, 200, "{}", ping.body);
+}
+
 /// Reads the server's answer until it closes. Unlike `StreamOwned::read`,
 /// this never tries to flush what a failed write left buffered first.
 fn read_without_writing(
