@@ -415,16 +415,27 @@ fn a_burst_gets_exactly_the_expected_429s_and_the_docker_cli_says_why() {
         stderr.contains("request rate limit exceeded for dave") && stderr.contains("limits.groups"),
         "{stderr}"
     );
-    // Every refusal is audited and counted by limit.
-    let refused = moat
-        .audit_records()
-        .iter()
-        .filter(|r| r["stage"] == "complete" && r["response"]["status"] == 429)
-        .count();
+    // Every refusal is audited and counted by limit. The counter moves when
+    // the refusal is made, the completion record is queued once its response
+    // has ended: wait for the records to catch up (no request is in flight).
     let counted = sample(
         &scrape(&moat),
         r#"moat_limit_rejections_total{limit="rate"}"#,
     );
+    let audited_429s = || {
+        moat.audit_records()
+            .iter()
+            .filter(|r| r["stage"] == "complete" && r["response"]["status"] == 429)
+            .count()
+    };
+    let mut refused = audited_429s();
+    for _ in 0..100 {
+        if refused as f64 >= counted {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        refused = audited_429s();
+    }
     assert_eq!(refused as f64, counted);
     // 7 of dave's burst, 4 of erin's, the raw one and the CLI's.
     assert!(refused > 7 + 4 + 1, "{refused}");
