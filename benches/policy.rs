@@ -99,6 +99,7 @@ fn measure(policy: &Policy, doc: &serde_json::Value, n: usize) -> Vec<Duration> 
         body: Some(&body),
         identity: &identity,
         client: "127.0.0.1:40000".parse().unwrap(),
+        resources: &[],
     };
     let mut times = Vec::with_capacity(n);
     for _ in 0..n {
@@ -157,6 +158,7 @@ fn measure_ping(policy: &Policy, n: usize) -> Vec<Duration> {
         body: None,
         identity: &identity,
         client: "127.0.0.1:40000".parse().unwrap(),
+        resources: &[],
     };
     let mut times = Vec::with_capacity(n);
     for _ in 0..n {

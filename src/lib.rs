@@ -38,7 +38,8 @@
 //!
 //! - leaves: [`config`] (the typed config file), [`classify`], [`metrics`]
 //!   (Prometheus and health endpoints), [`resbody`] (the body type of every
-//!   response);
+//!   response), [`owner`] (moat's owner labels and the resolved objects the
+//!   policy sees, `input.resources`);
 //! - the stages and what they need: [`identity`], [`engine`] (the bundled
 //!   dockerd and its supervisor), [`tls`], [`body`], [`forward`],
 //!   [`effective`], [`admission`] (connection budgets and per-identity
@@ -77,6 +78,7 @@ pub mod hijack;
 pub mod identity;
 pub mod launch;
 pub mod metrics;
+pub mod owner;
 pub mod pipeline;
 pub mod pki;
 pub mod policy;

@@ -248,6 +248,7 @@ async fn decide(
         body: inspected.json(),
         identity,
         client: conn.peer,
+        resources: &[],
     };
     let input = record_input.then(|| policy.input(&facts));
     (policy.decide(&facts).await, input)

@@ -32,6 +32,7 @@ use crate::classify::Route;
 use crate::config;
 use crate::identity::Identity;
 use crate::metrics::Metrics;
+use crate::owner::Resource;
 
 pub use watch::WatchError;
 
@@ -49,6 +50,9 @@ pub struct Facts<'a> {
     pub body: Option<&'a serde_json::Value>,
     pub identity: &'a Identity,
     pub client: SocketAddr,
+    /// The objects the request names, resolved through the engine
+    /// (`input.resources`); empty for operations that name none.
+    pub resources: &'a [Resource],
 }
 
 /// The outcome of one evaluation.

@@ -23,6 +23,7 @@ use serde_json::Value;
 
 use super::Facts;
 use crate::identity::{AuthMethod, CertInfo};
+use crate::owner::Resource;
 
 pub(crate) mod value;
 
@@ -57,6 +58,9 @@ pub struct Input<'a> {
     pub operation: OperationInput<'a>,
     pub user: UserInput<'a>,
     pub client: ClientInput,
+    /// The objects the request names, resolved through the engine, with
+    /// their owners and security facts (the `resolve` stage).
+    pub resources: &'a [Resource],
     // opa-docker-authz compatibility.
     pub Method: &'a str,
     /// The request target as the client sent it.
@@ -198,6 +202,7 @@ impl<'a> Input<'a> {
                     port: f.client.port(),
                 },
             },
+            resources: f.resources,
             Method: f.method.as_str(),
             Path: &d.raw_target,
             PathPlain: &d.path_plain,

@@ -124,6 +124,7 @@ fn with_facts<T>(r: &Req, who: &Identity, f: impl FnOnce(&Facts<'_>) -> T) -> T 
         body: r.body.as_ref(),
         identity: who,
         client: "127.0.0.1:5555".parse().unwrap(),
+        resources: &[],
     };
     f(&facts)
 }
@@ -304,6 +305,27 @@ fn input_document_shape() {
     let body = json!({"Image": "alpine", "HostConfig": {"Binds": ["/srv:/srv:ro"]}});
     let who = identity("ada", &["admin"], &[]);
     let client: SocketAddr = "10.0.0.7:40000".parse().unwrap();
+    let resources = [Resource {
+        kind: crate::owner::Kind::Container,
+        position: "HostConfig.NetworkMode".into(),
+        reference: "web".into(),
+        id: "f".repeat(64),
+        name: "web".into(),
+        exists: true,
+        owner: Some(crate::owner::Owner {
+            user: "bob".into(),
+            scope: Some("user:bob".into()),
+            auth: Some("tls".into()),
+        }),
+        host_access: vec!["network=host".into()],
+        container: Some(crate::owner::ContainerFacts {
+            network_mode: "host".into(),
+            ..Default::default()
+        }),
+        volume: None,
+        network: None,
+        exec: None,
+    }];
     let facts = Facts {
         method: &method,
         uri: &uri,
@@ -313,6 +335,7 @@ fn input_document_shape() {
         body: Some(&body),
         identity: &who,
         client,
+        resources: &resources,
     };
     let doc = input::build(&facts);
     assert_eq!(
@@ -344,6 +367,13 @@ fn input_document_shape() {
     assert_eq!(doc["user"]["auth_method"], "certificate");
     assert_eq!(doc["user"]["certificate"], Value::Null);
     assert_eq!(doc["client"]["address"], "10.0.0.7");
+    assert_eq!(doc["resources"][0]["kind"], "container");
+    assert_eq!(doc["resources"][0]["ref"], "web");
+    assert_eq!(doc["resources"][0]["id"], "f".repeat(64));
+    assert_eq!(doc["resources"][0]["owner"]["scope"], "user:bob");
+    assert_eq!(doc["resources"][0]["host_access"], json!(["network=host"]));
+    assert_eq!(doc["resources"][0]["container"]["network_mode"], "host");
+    assert_eq!(doc["resources"][0]["volume"], Value::Null);
     assert_eq!(doc["Method"], "POST");
     assert_eq!(doc["Path"], "/v1.41/containers/create?name=web&x=1&x=2");
     assert_eq!(doc["PathPlain"], "/v1.41/containers/create");
@@ -647,6 +677,7 @@ async fn real_classifier_route_is_decided() {
         body: Some(&body),
         identity: &who,
         client: "127.0.0.1:1".parse().unwrap(),
+        resources: &[],
     };
     let d = p.decide(&facts).await;
     assert!(!d.allow);
@@ -667,6 +698,7 @@ async fn real_classifier_route_is_decided() {
         body: None,
         identity: &viewer,
         client: "127.0.0.1:1".parse().unwrap(),
+        resources: &[],
     };
     assert!(p.decide(&facts).await.allow);
 }

@@ -425,6 +425,27 @@ mod tests {
             "/_ping".parse().unwrap(),
         ];
         let empty = HeaderMap::new();
+        let resources = [crate::owner::Resource {
+            kind: crate::owner::Kind::Volume,
+            position: "HostConfig.Binds[1]".into(),
+            reference: "vol".into(),
+            id: "vol".into(),
+            name: "vol".into(),
+            exists: true,
+            owner: Some(crate::owner::Owner {
+                user: "dana".into(),
+                scope: Some("team:web".into()),
+                auth: None,
+            }),
+            host_access: vec!["volume-bind:/".into()],
+            container: None,
+            volume: Some(crate::owner::VolumeFacts {
+                driver: "local".into(),
+                options: [("o".to_string(), "bind".to_string())].into(),
+            }),
+            network: None,
+            exec: None,
+        }];
         let mut n = 0;
         for route in &routes {
             for identity in &identities {
@@ -441,6 +462,7 @@ mod tests {
                                     body: b,
                                     identity,
                                     client: "[::1]:40000".parse().unwrap(),
+                                    resources: if b.is_some() { &resources } else { &[] },
                                 };
                                 let want = Value::from(build(&facts));
                                 assert_ne!(want, Value::Undefined);
