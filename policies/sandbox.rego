@@ -107,37 +107,94 @@ deny contains msg if {
 	msg := sprintf("%s policy: builds on the host network are not allowed (networkmode=host); ask an admin or drop --network host", [label])
 }
 
-# --- URLs the engine would fetch (server-side request forgery) ------------
-# These parameters make the engine connect to an address the client chooses,
-# from the gateway host's network (its loopback included). The daemon reads
-# the first value; every value is checked.
-url_params := {"ImageCreate": "fromSrc", "ImageBuild": "remote"}
+# --- Addresses the engine would contact (server-side request forgery) -----
+# input.operation.fetches lists every address the engine will contact because
+# of the request: URLs it downloads, registries, log servers, file servers,
+# swarm managers (docs/policy-input.md). moat does not resolve names (the
+# engine resolves them later, so a check on moat's own lookup could be
+# outwitted): a host is allowed by its literal name or address, never by its
+# address_class, and names that point at the host (ip6-localhost, a DNS name
+# for 127.0.0.1) are refused like any host not listed.
+
+fetches := input.operation.fetches if is_array(input.operation.fetches)
+
+else := []
+
+# A URL, log server, file server or swarm manager: allowed when its host (or
+# host:port) is in data.moat.allowed_hosts (default: none).
+deny contains msg if {
+	restricted
+	some f in fetches
+	f.kind != "registry"
+	not host_allowed(f)
+	msg := sprintf("%s policy: %s=%s makes the engine connect to %s (%s), which is not in data.moat.allowed_hosts; %s", [label, f.param, f.value, host_port(f), f.address_class, fetch_advice(f.param)])
+}
+
+# A registry to pull from, push to, search or log in to: allowed when it is in
+# data.moat.allowed_registries (default: docker.io).
+deny contains msg if {
+	restricted
+	some f in fetches
+	f.kind == "registry"
+	not registry_allowed(f)
+	msg := sprintf("%s policy: registry %s is not allowed (%s=%s; allowed registries: data.moat.allowed_registries); use an image of an allowed registry, or ask an admin to allow %s", [label, f.registry, f.param, f.value, f.registry])
+}
+
+host_allowed(f) if {
+	some allowed in object.get(data.moat, "allowed_hosts", [])
+	lower(allowed) in {f.host, host_port(f)}
+}
+
+registry_allowed(f) if {
+	some allowed in object.get(data.moat, "allowed_registries", ["docker.io"])
+	lower(allowed) == f.registry
+}
+
+host_port(f) := sprintf("[%s]:%d", [f.host, f.port]) if {
+	is_number(f.port)
+	contains(f.host, ":")
+} else := sprintf("%s:%d", [f.host, f.port]) if {
+	is_number(f.port)
+} else := f.host
+
+# What to change, by parameter.
+fetch_advice(param) := "import an upload instead (fromSrc=-, docker import - < file.tar), or ask an admin to allow the host" if {
+	param == "fromSrc"
+} else := "send the build context from the client instead (docker build DIR, or - < context.tar), or ask an admin to allow the host" if {
+	param == "remote"
+} else := "ask an admin to join the swarm" if {
+	param == "RemoteAddrs"
+} else := "use a log driver without a network address (json-file, local, journald), or ask an admin to allow the host" if {
+	log_param(param)
+} else := "create a plain named volume, without a network file system's device or addr= option, or ask an admin to allow the host" if {
+	volume_param(param)
+} else := "ask an admin to allow the host"
+
+log_param(param) if startswith(param, "HostConfig.LogConfig.")
+
+log_param(param) if startswith(param, "TaskTemplate.LogDriver.")
+
+volume_param(param) if contains(param, "DriverOpts.")
+
+volume_param(param) if contains(param, "DriverConfig.Options.")
+
+# --- The classic builder's host options ----------------------------------------
 
 deny contains msg if {
 	restricted
-	param := url_params[op]
-	some value in object.get(input.request.query, param, [])
-	fetches(param, value)
-	not url_host_allowed(value)
-	msg := sprintf("%s policy: %s=%s makes the engine fetch from that address, which is not allowed (allowed hosts: data.moat.allowed_url_hosts); ask an admin or upload the content instead", [label, param, value])
+	op == "ImageBuild"
+	some value in object.get(input.request.query, "securityopt", [])
+	value != ""
+	msg := sprintf("%s policy: build security options are not allowed (securityopt=%s); ask an admin or drop --security-opt from docker build", [label, value])
 }
 
-# `fromSrc=-` imports the request body; any other value is fetched.
-fetches("fromSrc", value) if value != "-"
-
-fetches("remote", value) if value != ""
-
-url_host_allowed(value) if {
-	some allowed in object.get(data.moat, "allowed_url_hosts", [])
-	url_host(value) == lower(allowed)
+deny contains msg if {
+	restricted
+	op == "ImageBuild"
+	some value in object.get(input.request.query, "isolation", [])
+	not lower(value) in {"", "default"}
+	msg := sprintf("%s policy: a build isolation other than the default is not allowed (isolation=%s); ask an admin or drop --isolation from docker build", [label, value])
 }
-
-# The host of `scheme://[user@]host[:port]/...`, lower-cased; "" otherwise
-# (a git `user@host:path` remote has no scheme and matches no allowed host).
-url_host(value) := lower(m[0][2]) if {
-	m := regex.find_all_string_submatch_n(`^[a-zA-Z][a-zA-Z0-9+.-]*://([^/?#@]*@)?(\[[^\]]*\]|[^/?#:]*)`, value, 1)
-	count(m) == 1
-} else := ""
 
 # --- Capabilities ---------------------------------------------------------
 

@@ -14,12 +14,17 @@
 //!    (or dropped where the daemon ignores them), version adjustments
 //!    applied.
 //!
+//! 3. [`fetch`]: the addresses the engine will contact because of the
+//!    request (`input.operation.fetches`), from the effective query and
+//!    body.
+//!
 //! The policy decides on that document and the engine receives moat's
 //! serialization of it, never the client's bytes: the engine cannot act on
 //! anything the policy did not see. `docs/policy-input.md` lists each
 //! operation's effective body.
 
 mod container;
+pub mod fetch;
 mod swarm;
 pub mod version;
 

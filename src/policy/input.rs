@@ -22,6 +22,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::Facts;
+use crate::effective::fetch::{self, Fetch};
 use crate::identity::{AuthMethod, CertInfo};
 use crate::owner::Resource;
 
@@ -96,6 +97,10 @@ pub struct OperationInput<'a> {
     pub params: Params<'a>,
     pub resource: &'static str,
     pub readonly: bool,
+    /// Every address the engine will contact because of the request
+    /// ([`fetch::fetches`]): URLs it downloads, registries, log servers,
+    /// file servers, swarm managers. Literal, never resolved.
+    pub fetches: &'a [Fetch],
 }
 
 /// `input.user`.
@@ -134,6 +139,7 @@ pub struct Derived<'a> {
     path_plain: String,
     query: Query<'a>,
     bind_mounts: Vec<BindMount>,
+    fetches: Vec<Fetch>,
 }
 
 /// The body when there is none.
@@ -146,6 +152,7 @@ impl<'a> Derived<'a> {
             path_plain: path_plain(f.route),
             query: Query::new(&f.route.query),
             bind_mounts: f.body.map(bind_mounts).unwrap_or_default(),
+            fetches: fetch::fetches(f.route.op.id, &f.route.query, &f.route.params, f.body),
         }
     }
 }
@@ -177,6 +184,7 @@ impl<'a> Input<'a> {
                 params: Params(&route.params),
                 resource: route.op.resource,
                 readonly: route.op.readonly,
+                fetches: &d.fetches,
             },
             user: UserInput {
                 name: &id.name,

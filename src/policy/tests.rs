@@ -220,6 +220,15 @@ fn cases(who: &People) -> Vec<(&'static str, Req, &Identity, bool, &'static str)
         ("network connect host", Req { params: vec![("id", "host")], body: Some(json!({"Container": "c1"})), ..req("NetworkConnect", "POST", "/networks/host/connect") }, dev, false, "host network"),
         ("build --network host", Req { query: vec![("networkmode", "host")], ..req("ImageBuild", "POST", "/build") }, dev, false, "networkmode=host"),
         ("build", Req { query: vec![("t", "app")], ..req("ImageBuild", "POST", "/build") }, builder, true, ""),
+        ("import from loopback", Req { query: vec![("fromSrc", "http://127.0.0.1:1/x")], ..req("ImageCreate", "POST", "/images/create") }, dev, false, "fromSrc=http://127.0.0.1:1/x makes the engine connect to 127.0.0.1"),
+        ("build from a URL", Req { query: vec![("remote", "http://[::1]/c.tar")], ..req("ImageBuild", "POST", "/build") }, dev, false, "remote=http://[::1]/c.tar"),
+        ("pull from Docker Hub", Req { query: vec![("fromImage", "busybox"), ("tag", "latest")], ..req("ImageCreate", "POST", "/images/create") }, dev, true, ""),
+        ("pull from a local registry", Req { query: vec![("fromImage", "localhost:5000/x")], ..req("ImageCreate", "POST", "/images/create") }, dev, false, "registry localhost:5000 is not allowed (fromImage"),
+        ("push to a local registry", Req { params: vec![("name", "127.0.0.1:5000/x")], ..req("ImagePush", "POST", "/images/127.0.0.1:5000/x/push") }, dev, false, "registry 127.0.0.1:5000"),
+        ("admin pulls from a local registry", Req { query: vec![("fromImage", "localhost:5000/x")], ..req("ImageCreate", "POST", "/images/create") }, admin, true, ""),
+        ("syslog-address", create_hc(json!({"LogConfig": {"Type": "syslog", "Config": {"syslog-address": "tcp://127.0.0.1:514"}}})), dev, false, "HostConfig.LogConfig.Config.syslog-address"),
+        ("NFS volume", Req { body: Some(json!({"Name": "v", "DriverOpts": {"type": "nfs", "o": "addr=127.0.0.1", "device": ":/x"}})), ..req("VolumeCreate", "POST", "/volumes/create") }, dev, false, "DriverOpts.o"),
+        ("build --security-opt", Req { query: vec![("securityopt", "seccomp=unconfined")], ..req("ImageBuild", "POST", "/build") }, dev, false, "securityopt"),
         ("swarm", req("SwarmInit", "POST", "/swarm/init"), dev, false, "swarm, plugin, secret and config operations are not allowed (SwarmInit)"),
         ("secrets", req("SecretCreate", "POST", "/secrets/create"), dev, false, "(SecretCreate)"),
         ("plugins", req("PluginPull", "POST", "/plugins/pull"), dev, false, "(PluginPull)"),
@@ -302,7 +311,8 @@ fn input_document_shape() {
     headers.append("x-multi", HeaderValue::from_static("b"));
     let method = Method::POST;
     let uri: Uri = "/v1.41/containers/create?name=web&x=1&x=2".parse().unwrap();
-    let body = json!({"Image": "alpine", "HostConfig": {"Binds": ["/srv:/srv:ro"]}});
+    let body = json!({"Image": "alpine", "HostConfig": {"Binds": ["/srv:/srv:ro"],
+        "LogConfig": {"Type": "syslog", "Config": {"syslog-address": "udp://[::1]:514"}}}});
     let who = identity("ada", &["admin"], &[]);
     let client: SocketAddr = "10.0.0.7:40000".parse().unwrap();
     let resources = [Resource {
@@ -362,6 +372,12 @@ fn input_document_shape() {
     assert_eq!(doc["operation"]["id"], "ContainerCreate");
     assert_eq!(doc["operation"]["params"]["name"], "web");
     assert_eq!(doc["operation"]["readonly"], false);
+    assert_eq!(
+        doc["operation"]["fetches"],
+        json!([{"param": "HostConfig.LogConfig.Config.syslog-address", "kind": "url",
+                "value": "udp://[::1]:514", "host": "::1", "port": 514,
+                "address_class": "loopback", "registry": null}])
+    );
     assert_eq!(doc["user"]["name"], "ada");
     assert_eq!(doc["user"]["groups"], json!(["admin"]));
     assert_eq!(doc["user"]["auth_method"], "certificate");
