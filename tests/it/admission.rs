@@ -433,7 +433,7 @@ fn a_burst_gets_exactly_the_expected_429s_and_the_docker_cli_says_why() {
         if refused as f64 >= counted {
             break;
         }
-        std::thread::sleep(std::time::Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(100));
         refused = audited_429s();
     }
     assert_eq!(refused as f64, counted);
