@@ -20,4 +20,5 @@ mod names;
 mod policy;
 mod replay;
 mod slow_clients;
+mod ssrf;
 mod up;
