@@ -10,6 +10,13 @@ engine_packages_missing() {
   command -v tar >/dev/null 2>&1 || echo tar
 }
 
+# Prints the Debian packages missing for the integration tests beyond the
+# engine's: docker-compose (Debian's 1.29, on docker-py) drives moat in
+# tests/it/compose.rs.
+test_packages_missing() {
+  command -v docker-compose >/dev/null 2>&1 || echo docker-compose
+}
+
 # Installs the given Debian packages (none: does nothing), through sudo when
 # not root, and says which.
 install_packages() {

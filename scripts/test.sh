@@ -46,7 +46,7 @@ if [ "$status" -ne 0 ]; then
   exit "$status"
 fi
 
-mapfile -t need < <(engine_packages_missing)
+mapfile -t need < <(engine_packages_missing; test_packages_missing)
 command -v script >/dev/null 2>&1 || need+=(bsdutils)
 install_packages "${need[@]}"
 if [ "$(id -u)" -ne 0 ]; then

@@ -10,6 +10,7 @@ mod support;
 mod admission;
 mod audit;
 mod chain;
+mod compose;
 mod effective;
 mod faults;
 mod gateway;
