@@ -63,6 +63,13 @@ pub struct Decision {
     pub reasons: Vec<String>,
     /// Identifies the policy set that decided (a hash of its files).
     pub revision: String,
+    /// The pack's `owner_scope`: the `io.moat.scope` label stamped on what
+    /// the request creates (the `scope` stage); `None` when the pack gives
+    /// none, or not a non-empty string: then `user:<name>`.
+    pub owner_scope: Option<String>,
+    /// The pack's `view_scope`: lists, events and prunes are narrowed to
+    /// objects labelled `io.moat.scope=<view_scope>`; `None`: no narrowing.
+    pub view_scope: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -164,6 +171,8 @@ impl Policy {
                     self.timeout.as_millis()
                 )],
                 revision: set.revision.clone(),
+                owner_scope: None,
+                view_scope: None,
             },
             Err(eval::EvalFailure::Error(e)) => {
                 tracing::warn!(revision = %set.revision, op, error = %e, "policy evaluation failed");
@@ -173,6 +182,8 @@ impl Policy {
                         "policy evaluation failed for {op}; an administrator can find the error in moat's log"
                     )],
                     revision: set.revision.clone(),
+                    owner_scope: None,
+                    view_scope: None,
                 }
             }
         }

@@ -37,10 +37,27 @@ pub enum EvalFailure {
     Error(String),
 }
 
-/// The raw values of `allow` and `deny` (Undefined when not defined).
+/// The raw values of `allow`, `deny` and the ownership outputs (Undefined
+/// or null when not defined).
 pub struct Raw {
     pub allow: Value,
     pub deny: Value,
+    /// `owner_scope`: the scope stamped on what the request creates.
+    pub owner_scope: Value,
+    /// `view_scope`: the scope lists, events and prunes are narrowed to.
+    pub view_scope: Value,
+}
+
+impl Raw {
+    /// `allow` and `deny` alone, no ownership outputs (a pack without them).
+    pub fn new(allow: Value, deny: Value) -> Raw {
+        Raw {
+            allow,
+            deny,
+            owner_scope: Value::Undefined,
+            view_scope: Value::Undefined,
+        }
+    }
 }
 
 /// Runs `set` on `input` on this thread's VM.
@@ -60,8 +77,12 @@ pub fn run(set: &Compiled, input: Value, timeout: Duration) -> Result<Raw, EvalF
             Value::Object(o) => o.get(&Value::from(k)).cloned().unwrap_or(Value::Undefined),
             _ => Value::Undefined,
         };
-        let (allow, deny) = (field("allow"), field("deny"));
-        Ok(Raw { allow, deny })
+        Ok(Raw {
+            allow: field("allow"),
+            deny: field("deny"),
+            owner_scope: field("owner_scope"),
+            view_scope: field("view_scope"),
+        })
     })
 }
 
@@ -91,6 +112,11 @@ fn classify(e: VmError) -> EvalFailure {
 /// `deny` holds no message. `deny` may be a set or array of messages, or a
 /// boolean (opa-docker-authz examples write `deny if …`); anything else
 /// denies.
+///
+/// The ownership outputs fail closed: an `owner_scope` that is not a
+/// non-empty string is ignored (the scope stage stamps `user:<name>`), and
+/// a `view_scope` that is neither undefined/null nor a non-empty string
+/// denies (a caller meant to be narrowed is never shown everything).
 pub fn decide(raw: Raw, op: &str, user: &str, revision: &str) -> Decision {
     let mut reasons = Vec::new();
     match &raw.deny {
@@ -105,6 +131,21 @@ pub fn decide(raw: Raw, op: &str, user: &str, revision: &str) -> Decision {
             kind(other)
         )),
     }
+    let owner_scope = match &raw.owner_scope {
+        Value::String(s) if !s.is_empty() => Some(s.to_string()),
+        _ => None,
+    };
+    let view_scope = match &raw.view_scope {
+        Value::Undefined | Value::Null => None,
+        Value::String(s) if !s.is_empty() => Some(s.to_string()),
+        other => {
+            reasons.push(format!(
+                "policy error: view_scope must be a non-empty string, not {}; ask an administrator to fix the policy",
+                if matches!(other, Value::String(_)) { "an empty string" } else { kind(other) }
+            ));
+            None
+        }
+    };
     let allowed = matches!(raw.allow, Value::Bool(true));
     if !allowed && reasons.is_empty() {
         reasons.push(format!("no policy rule allows {op} for {user}"));
@@ -113,6 +154,8 @@ pub fn decide(raw: Raw, op: &str, user: &str, revision: &str) -> Decision {
         allow: allowed && reasons.is_empty(),
         reasons,
         revision: revision.to_string(),
+        owner_scope,
+        view_scope,
     }
 }
 

@@ -19,8 +19,13 @@ pub const ALLOW: &str = "data.docker.authz.allow";
 pub const DENY: &str = "data.docker.authz.deny";
 /// The package of moat's own wrapper module.
 const DECISION_PACKAGE: &str = "moat_internal_decision";
-/// The wrapper rule the VM runs: `{"allow": …, "deny": …}`.
+/// The wrapper rule the VM runs: `{"allow": …, "deny": …, "owner_scope":
+/// …, "view_scope": …}`.
 pub const DECISION: &str = "data.moat_internal_decision.result";
+/// The decision outputs read beside `allow` and `deny` when the pack
+/// defines them (ownership, issue 15): the scope stamped on what a request
+/// creates, and the scope lists, events and prunes are narrowed to.
+pub const OUTPUTS: [&str; 2] = ["owner_scope", "view_scope"];
 
 /// The files of a policy directory, read but not compiled.
 pub struct Sources {
@@ -208,13 +213,26 @@ impl Compiled {
             )));
         }
         let has_deny = defines(&engine, "deny");
-        // One entry point that yields both results, so the rules they share
-        // are evaluated once per request.
+        // One entry point that yields every result, so the rules they share
+        // are evaluated once per request. An output the pack does not
+        // define is null.
+        let outputs: String = OUTPUTS
+            .iter()
+            .map(|o| {
+                let value = if defines(&engine, o) {
+                    format!("{o} := data.docker.authz.{o}\n")
+                } else {
+                    String::new()
+                };
+                format!("default {o} := null\n{value}")
+            })
+            .collect();
         let wrapper = format!(
             "package {DECISION_PACKAGE}\nimport rego.v1\n\
              default allow := false\nallow := {ALLOW}\n\
-             default deny := false\n{}\
-             result := {{\"allow\": allow, \"deny\": deny}}\n",
+             default deny := false\n{}{outputs}\
+             result := {{\"allow\": allow, \"deny\": deny, \
+             \"owner_scope\": owner_scope, \"view_scope\": view_scope}}\n",
             if has_deny {
                 format!("deny := {DENY}\n")
             } else {

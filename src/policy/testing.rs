@@ -143,7 +143,9 @@ impl Interpreter {
         let probe = format!(
             "package {PROBE}\nimport rego.v1\nimport data.docker.authz\n\
              allow := x if {{ x := authz.allow with input as input.probe }}\n\
-             deny := x if {{ x := authz.deny with input as input.probe }}\n"
+             deny := x if {{ x := authz.deny with input as input.probe }}\n\
+             owner_scope := x if {{ x := authz.owner_scope with input as input.probe }}\n\
+             view_scope := x if {{ x := authz.view_scope with input as input.probe }}\n"
         );
         engine
             .add_policy(
@@ -154,7 +156,8 @@ impl Interpreter {
         Ok(Interpreter { engine })
     }
 
-    /// `allow` and `deny` for `input` (Undefined when not defined).
+    /// `allow`, `deny` and the ownership outputs for `input` (Undefined when
+    /// not defined).
     pub fn raw(&mut self, input: serde_json::Value) -> Result<Raw, PolicyError> {
         let mut probe = serde_json::Map::new();
         probe.insert("probe".into(), input);
@@ -165,9 +168,12 @@ impl Interpreter {
                 .eval_rule(format!("data.{PROBE}.{name}"))
                 .map_err(|e| PolicyError::Compile(locate(&e)))
         };
-        let allow = rule("allow")?;
-        let deny = rule("deny")?;
-        Ok(Raw { allow, deny })
+        Ok(Raw {
+            allow: rule("allow")?,
+            deny: rule("deny")?,
+            owner_scope: rule("owner_scope")?,
+            view_scope: rule("view_scope")?,
+        })
     }
 }
 

@@ -504,68 +504,75 @@ fn deny_shapes() {
     use eval::{decide, Raw};
     use regorus::Value as R;
     let set_of = |msgs: &[&str]| R::from(json!(msgs));
-    let d = decide(
-        Raw {
-            allow: R::Bool(true),
-            deny: R::Undefined,
-        },
-        "Op",
-        "u",
-        "r",
-    );
+    let d = decide(Raw::new(R::Bool(true), R::Undefined), "Op", "u", "r");
     assert!(d.allow);
-    let d = decide(
-        Raw {
-            allow: R::Bool(true),
-            deny: set_of(&["no"]),
-        },
-        "Op",
-        "u",
-        "r",
-    );
+    let d = decide(Raw::new(R::Bool(true), set_of(&["no"])), "Op", "u", "r");
     assert!(!d.allow);
     assert_eq!(d.reasons, vec!["no"]);
-    let d = decide(
-        Raw {
-            allow: R::Bool(true),
-            deny: R::Bool(true),
-        },
-        "Op",
-        "u",
-        "r",
-    );
+    let d = decide(Raw::new(R::Bool(true), R::Bool(true)), "Op", "u", "r");
     assert!(!d.allow);
-    let d = decide(
-        Raw {
-            allow: R::Bool(true),
-            deny: R::from(json!("x")),
-        },
-        "Op",
-        "u",
-        "r",
-    );
+    let d = decide(Raw::new(R::Bool(true), R::from(json!("x"))), "Op", "u", "r");
     assert!(!d.allow, "a deny of the wrong type denies");
     let d = decide(
-        Raw {
-            allow: R::from(json!("yes")),
-            deny: R::Undefined,
-        },
+        Raw::new(R::from(json!("yes")), R::Undefined),
         "Op",
         "u",
         "r",
     );
     assert!(!d.allow, "only true allows");
     assert_eq!(d.reasons, vec!["no policy rule allows Op for u"]);
-    let d = decide(
-        Raw {
-            allow: R::Undefined,
-            deny: R::Undefined,
-        },
-        "Op",
-        "u",
-        "r",
-    );
+    let d = decide(Raw::new(R::Undefined, R::Undefined), "Op", "u", "r");
     assert!(!d.allow);
+}
+
+/// The ownership outputs (issue 15) are read beside allow and deny, alike
+/// in the gateway and under `moat policy test`, and fail closed: a
+/// non-string `owner_scope` is ignored, a non-string `view_scope` denies.
+#[tokio::test]
+async fn ownership_outputs_are_read_and_fail_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "p.rego",
+        "package docker.authz\nimport rego.v1\nallow := true\n\
+         owner_scope := input.o\nview_scope := input.v\n",
+    );
+    let p = load(dir.path());
+    let mut i = testing::Interpreter::new(dir.path()).unwrap();
+    let mut both = |doc: Value| {
+        let gateway = p.decide_input(doc.clone(), "Op", "u");
+        let tests = eval::decide(i.raw(doc).unwrap(), "Op", "u", &gateway.revision);
+        assert_eq!(
+            (gateway.allow, &gateway.owner_scope, &gateway.view_scope),
+            (tests.allow, &tests.owner_scope, &tests.view_scope),
+            "gateway and tests differ"
+        );
+        gateway
+    };
+    let d = both(json!({"o": "team:web", "v": "team:web"}));
+    assert!(d.allow, "{:?}", d.reasons);
+    assert_eq!(d.owner_scope.as_deref(), Some("team:web"));
+    assert_eq!(d.view_scope.as_deref(), Some("team:web"));
+    let d = both(json!({}));
+    assert!(d.allow);
+    assert_eq!((d.owner_scope, d.view_scope), (None, None));
+    let d = both(json!({"o": 7, "v": null}));
+    assert!(d.allow, "a bad owner_scope falls back to user:<name>");
+    assert_eq!((d.owner_scope, d.view_scope), (None, None));
+    for bad in [json!(true), json!(["team:web"]), json!("")] {
+        let d = both(json!({"o": "team:web", "v": bad}));
+        assert!(!d.allow, "view_scope {bad} must deny");
+        assert!(d.reasons[0].contains("view_scope"), "{:?}", d.reasons);
+    }
+    // A pack without the outputs (the opa-docker-authz shape) still loads
+    // and decides, never narrowed.
+    let d = decide(
+        &load(&testdata("opa-docker-authz")),
+        &req("SystemPing", "GET", "/_ping"),
+        &identity("u", &[], &[]),
+    )
+    .await;
+    assert_eq!(d.view_scope, None);
 }
 
 #[test]
