@@ -28,7 +28,12 @@
 //!    document described once.
 //! 8. [`audit`]: the hash-chained audit record, written before forwarding
 //!    (the pipeline's trail and completion record in [`pipeline`]).
-//! 9. *(ownership: objects resolved, owner labels; issue 15)*
+//! 9. [`scope`]: ownership at forwarding (issue 15). Before the decision
+//!    it refuses client labels in moat's `io.moat.*` namespace; after it,
+//!    owner labels are stamped on what is created and lists, events and
+//!    prunes are narrowed to the decision's `view_scope`. *(Objects
+//!    resolved before the decision so the policy sees their owners: still
+//!    to come.)*
 //! 10. [`forward`] and [`hijack`]: the engine's unix socket, streamed or
 //!     hijacked with half-close.
 //! 11. [`respond`]: the one place a refusal becomes a client response.
@@ -44,7 +49,7 @@
 //!   dockerd and its supervisor), [`tls`], [`body`], [`forward`],
 //!   [`effective`], [`admission`] (connection budgets and per-identity
 //!   limits), [`conn`] (what is known about one client connection, and the
-//!   registry of open ones), [`policy`], [`audit`], [`hijack`],
+//!   registry of open ones), [`policy`], [`audit`], [`hijack`], [`scope`],
 //!   [`respond`];
 //! - [`gateway`]: the state every request shares, loaded from the config;
 //! - [`pipeline`] (the request path) and [`reload`] (reloads without a
@@ -86,6 +91,7 @@ pub mod reload;
 pub mod replay;
 pub mod resbody;
 pub mod respond;
+pub mod scope;
 pub mod server;
 pub mod tls;
 pub mod up;

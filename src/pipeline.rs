@@ -2,8 +2,9 @@
 //!
 //! check the head → authenticate → classify → admit (engine up, framing,
 //! upgrade) → the identity's limits → API version → read/inspect the body →
-//! effective request → decide → audit the decision → enforce →
-//! *(ownership)* → forward or hijack → respond (and audit the completion
+//! effective request → moat's labels refused → *(ownership: objects
+//! resolved)* → decide → audit the decision → enforce → scope (owner
+//! labels, lists narrowed) → forward or hijack → respond (and audit the completion
 //! when the response has ended).
 //!
 //! Each stage is one call that returns what the next needs, or a
@@ -43,6 +44,7 @@ use crate::metrics::Metrics;
 use crate::policy::{Decision, Facts};
 use crate::resbody::{full, ResBody};
 use crate::respond::{error_response, Rejection};
+use crate::scope;
 
 pub use completion::Completion;
 use trail::Trail;
@@ -113,6 +115,8 @@ async fn stages(
         Err(_) => inspected,
     };
     upgrade::require(upgrade.as_ref(), &route, inspected.json())?;
+    // 3c. No client writes moat's owner labels (`io.moat.*`).
+    scope::check(&route, inspected.json())?;
     if gw.config.audit.level == AuditLevel::Request {
         trail.body(inspected.json());
     }
@@ -150,11 +154,22 @@ async fn stages(
     enforce(&decision, &route, &identity)?;
     version?;
 
-    // STAGE SLOT: ownership, at forwarding (issue 15). Inject owner
-    // labels into what is created; filter what lists and events return.
+    // 5b. Ownership at forwarding: owner labels stamped on what is
+    //     created (missing named volumes created first, labelled); lists,
+    //     events and prunes narrowed to the decision's `view_scope`.
+    let scoped = scope::apply(&route, &decision, &identity, inspected, &gw.upstream, &[]).await?;
 
     // 6. The engine.
-    forward(gw, conn, trail, parts, &route, inspected, upgrade).await
+    forward(
+        gw,
+        conn,
+        trail,
+        parts,
+        &scoped.upstream,
+        scoped.inspected,
+        upgrade,
+    )
+    .await
 }
 
 /// Step 0: the request head within `limits.max_header_bytes`.
@@ -262,14 +277,15 @@ fn enforce(decision: &Decision, route: &Route, identity: &Identity) -> Result<()
     Err(Rejection::Denied(denial_message(decision, route, identity)))
 }
 
-/// Step 6: the request, re-serialized for the engine, streamed or (when
+/// Step 6: the request, re-serialized for the engine to `target` (the
+/// classified target, narrowed by the scope stage), streamed or (when
 /// upgraded) hijacked.
 async fn forward(
     gw: &Gateway,
     conn: &ConnInfo,
     trail: &mut Trail,
     mut parts: Parts,
-    route: &Route,
+    target: &str,
     inspected: Inspected,
     upgrade: Option<Upgrade>,
 ) -> Result<Response<ResBody>, Rejection> {
@@ -291,7 +307,7 @@ async fn forward(
         }
     };
     trail.bytes_in(bytes_in);
-    let req = Upstream::request(parts.method, &route.upstream, parts.headers, body)?;
+    let req = Upstream::request(parts.method, target, parts.headers, body)?;
     trail.forwarding();
     match upgrade {
         Some(upgrade) => upgrade.forward(gw, conn, trail, req).await,

@@ -16,6 +16,7 @@ use crate::effective::EffectiveError;
 use crate::forward::ForwardError;
 use crate::identity::AuthError;
 use crate::resbody::{full, ResBody};
+use crate::scope::ScopeError;
 
 /// Why a request was not forwarded, or failed at the engine.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +45,8 @@ pub enum Rejection {
     EngineRestarting,
     #[error(transparent)]
     Limit(#[from] crate::admission::Over),
+    #[error(transparent)]
+    Scope(#[from] ScopeError),
 }
 
 impl Rejection {
@@ -61,6 +64,7 @@ impl Rejection {
             Rejection::Audit(_) | Rejection::EngineRestarting => StatusCode::SERVICE_UNAVAILABLE,
             Rejection::Engine(e) => e.status(),
             Rejection::Limit(_) => StatusCode::TOO_MANY_REQUESTS,
+            Rejection::Scope(e) => e.status(),
         }
     }
 }

@@ -38,6 +38,7 @@ use crate::pki::{self, PkiError, PkiPaths};
 pub const SHIPPED_POLICIES: &[(&str, &str)] = &[
     ("authz.rego", include_str!("../policies/authz.rego")),
     ("sandbox.rego", include_str!("../policies/sandbox.rego")),
+    ("ownership.rego", include_str!("../policies/ownership.rego")),
     ("data.json", include_str!("../policies/data.json")),
 ];
 
