@@ -7,19 +7,12 @@ use serde_json::{Map, Value};
 
 use crate::classify::{OpId, Route};
 use crate::identity::{AuthMethod, Identity};
+use crate::owner::{AUTH_LABEL as AUTH, LABEL_NAMESPACE as NAMESPACE, OWNER_LABEL as OWNER};
 use crate::policy::Decision;
 
-use super::ScopeError;
+pub(crate) use crate::owner::SCOPE_LABEL as SCOPE;
 
-/// The user name of the identity that created the object.
-pub(crate) const OWNER: &str = "io.moat.owner";
-/// The owner scope (`user:<name>`, `team:<t>`, or what the pack's
-/// `owner_scope` says): lists are narrowed on it, the pack compares it.
-pub(crate) const SCOPE: &str = "io.moat.scope";
-/// How the creator authenticated: `tls`, `token` or `peer`.
-pub(crate) const AUTH: &str = "io.moat.auth";
-/// The namespace no client may write.
-pub(crate) const NAMESPACE: &str = "io.moat.";
+use super::ScopeError;
 
 /// The owner labels one request stamps on what it creates.
 #[derive(Debug, Clone, PartialEq, Eq)]

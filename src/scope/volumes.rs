@@ -18,7 +18,9 @@ use serde_json::{json, Map, Value};
 use crate::forward::Upstream;
 use crate::resbody::full;
 
-use super::labels::{OwnerLabels, OWNER, SCOPE};
+use crate::owner::{OWNER_LABEL as OWNER, SCOPE_LABEL as SCOPE};
+
+use super::labels::OwnerLabels;
 use super::ScopeError;
 
 /// The most of an engine answer moat reads (a volume's JSON).
