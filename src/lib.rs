@@ -23,7 +23,9 @@
 //!    policy must see it, streamed where it is an upload.
 //! 6. [`effective`]: the API version the engine will apply, and the
 //!    effective body (deprecated positions refused, version adjustments
-//!    applied) that the policy decides on and the engine receives.
+//!    applied) that the policy decides on and the engine receives, and the
+//!    addresses the engine will contact because of it
+//!    ([`effective::fetch`]).
 //! 7. [`policy`]: the Rego decision on [`policy::input`], the input
 //!    document described once.
 //! 8. [`audit`]: the hash-chained audit record, written before forwarding

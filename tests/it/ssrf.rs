@@ -114,6 +114,20 @@ fn developer_cannot_make_the_engine_connect_to_the_gateway_loopback() {
             format!("fromSrc=http://127.0.0.1:{p}/x makes the engine connect to 127.0.0.1:{p} (loopback)"),
         ),
         (
+            "import at API 1.24",
+            "POST",
+            format!("/v1.24/images/create?fromSrc=http://127.0.0.1:{p}/x"),
+            None,
+            format!("fromSrc=http://127.0.0.1:{p}/x makes the engine connect"),
+        ),
+        (
+            "import, unversioned",
+            "POST",
+            format!("/images/create?fromSrc=http://127.0.0.1:{p}/x"),
+            None,
+            format!("fromSrc=http://127.0.0.1:{p}/x makes the engine connect"),
+        ),
+        (
             "import, no scheme",
             "POST",
             format!("/v1.41/images/create?fromSrc=127.0.0.1:{p}/x"),
@@ -230,6 +244,23 @@ fn developer_cannot_make_the_engine_connect_to_the_gateway_loopback() {
         );
         assert!(message.contains("developer policy:"), "{case}: {message}");
     }
+    // A chunked body is judged as a whole.
+    let body = json!({"Image": image(), "HostConfig": {"LogConfig": {"Type": "fluentd",
+        "Config": {"fluentd-address": format!("127.0.0.1:{p}")}}}})
+    .to_string();
+    let (head, tail) = body.split_at(body.len() / 2);
+    let request = format!(
+        "POST /v1.41/containers/create HTTP/1.1\r\nHost: docker\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{:x}\r\n{head}\r\n{:x}\r\n{tail}\r\n0\r\n\r\n",
+        head.len(),
+        tail.len()
+    );
+    let resp = raw::exchange(moat.addr, &dev, request.as_bytes()).unwrap_or_default();
+    assert_eq!(raw::status(&resp), 403, "{resp}");
+    assert!(
+        resp.contains(&format!("HostConfig.LogConfig.Config.fluentd-address=127.0.0.1:{p} makes the engine connect to 127.0.0.1:{p} (loopback)")),
+        "{resp}"
+    );
+
     // The docker CLI hears the same.
     let stderr = d.fails(&["import", &format!("http://127.0.0.1:{p}/x.tar"), "ssrf:cli"]);
     assert!(

@@ -432,6 +432,47 @@ mod tests {
         }
     }
 
+    /// Odd and hostile values: no panic, and a host moat cannot read is
+    /// not mistaken for an allowed one.
+    #[test]
+    fn hostile_values_do_not_panic() {
+        for v in [
+            "",
+            "[",
+            "]",
+            "[:",
+            "[]:",
+            "@",
+            "%",
+            "%4",
+            "%zz",
+            "%ff%fe",
+            "::::",
+            "0x",
+            "0x.0x.0x.0x",
+            "0xffffffffffffffffffff",
+            "99999999999999999999999",
+            "1.2.3.4.",
+            "ü@[ü]:ü",
+            "://",
+            ":///",
+            "http://[::1",
+            "http://@",
+            "http://:@:/",
+            "git@",
+            "//",
+            "\\\\x",
+            "a:b:c",
+        ] {
+            for e in [url(v), host_port(v)] {
+                let _ = e.class();
+            }
+            let _ = registry_of_reference(v);
+            let _ = registry_of_server_address(v);
+            let _ = inet_aton(v);
+        }
+    }
+
     #[test]
     fn inet_aton_forms() {
         for (s, want) in [
