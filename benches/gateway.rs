@@ -1,7 +1,9 @@
-//! `cargo bench --bench gateway`: moat beside the bare engine socket and
-//! dockerd's own mutual-TLS listener, on one private engine, in one run
-//! (issue 7). Prints a table of figures with ratios against the bare socket
-//! and writes it as JSON to `<target dir>/bench/gateway.json`.
+//! `cargo bench --bench gateway`: moat beside the bare engine socket,
+//! dockerd's own mutual-TLS listener and the reverse proxies a user would
+//! pick instead (nginx and HAProxy, [`peers`]), on one private engine, in
+//! one run (issues 7 and 17). Prints a table of figures with ratios against
+//! the bare socket and moat against the best peer, and writes it as JSON to
+//! `<target dir>/bench/gateway.json`.
 //!
 //! Figures are reported, never asserted. Needs root (it starts dockerd),
 //! `docker`/`dockerd` and busybox-static, like the integration tests.
@@ -21,6 +23,7 @@
 //! - `MOAT_BENCH_POLICY_DIR=DIR`: another policy directory than the shipped
 //!   pack (for example one that allows everything, to see the policy's
 //!   share).
+//! - `MOAT_BENCH_PEERS=0`: leave out nginx and HAProxy.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -28,6 +31,8 @@
 mod client;
 #[path = "gateway/measure.rs"]
 mod measure;
+#[path = "gateway/peers.rs"]
+mod peers;
 #[path = "gateway/report.rs"]
 mod report;
 #[path = "gateway/setup.rs"]
@@ -155,7 +160,9 @@ fn main() {
 
     let bundle = world.bundle.clone();
     let config_dir = world.dir.join("docker-config").display().to_string();
-    let mut paths: Vec<(&'static str, Target, Cli, Vec<u32>)> = vec![
+    // Each path: name, client target, docker CLI, and the process groups whose
+    // CPU is read per new connection (front end first, then dockerd).
+    let mut paths: Vec<(&'static str, Target, Cli, Vec<Vec<u32>>)> = vec![
         (
             "bare",
             Target::Unix(world.engine.socket.clone()),
@@ -165,19 +172,19 @@ fn main() {
                     ("DOCKER_CONFIG", config_dir.clone()),
                 ],
             },
-            vec![world.dockerd_pid],
+            vec![vec![world.dockerd_pid]],
         ),
         (
             "dockerd_tls",
             Target::tls(world.dockerd_tls, &bundle),
             tls_cli(world.dockerd_tls, &bundle, &config_dir),
-            vec![world.dockerd_pid],
+            vec![vec![world.dockerd_pid]],
         ),
         (
             "moat",
             Target::tls(world.moat_addr, &bundle),
             tls_cli(world.moat_addr, &bundle, &config_dir),
-            vec![world.moat_pid, world.dockerd_pid],
+            vec![vec![world.moat_pid], vec![world.dockerd_pid]],
         ),
     ];
     if let Some((addr, pid)) = world.moat_b {
@@ -185,13 +192,28 @@ fn main() {
             "moat_b",
             Target::tls(addr, &bundle),
             tls_cli(addr, &bundle, &config_dir),
-            vec![pid, world.dockerd_pid],
+            vec![vec![pid], vec![world.dockerd_pid]],
+        ));
+    }
+    for peer in &world.peers {
+        paths.push((
+            peer.name,
+            Target::tls(peer.addr, &bundle),
+            tls_cli(peer.addr, &bundle, &config_dir),
+            vec![peer.pids.clone(), vec![world.dockerd_pid]],
         ));
     }
     eprintln!(
-        "bench: moat pid {}, dockerd pid {}",
-        world.moat_pid, world.dockerd_pid
+        "bench: moat pid {}, dockerd pid {}{}",
+        world.moat_pid,
+        world.dockerd_pid,
+        world
+            .peers
+            .iter()
+            .map(|p| format!(", {} pids {:?}", p.name, p.pids))
+            .collect::<String>()
     );
+    let inspect = format!("/containers/{}/json", world.container_id);
     let mut s = Samples::default();
     let rss_start = measure::rss_kib(world.moat_pid);
     // The executable's clean, shared pages (RssFile) are most of it at start.
@@ -217,6 +239,10 @@ fn main() {
                     .expect("latency");
                 s.add(p, "containers_p50_us", p50);
                 s.add(p, "containers_p99_us", p99);
+                let (p50, _) = measure::latency(t, &inspect, plan.containers_n)
+                    .await
+                    .expect("latency");
+                s.add(p, "inspect_p50_us", p50);
                 if *p == "moat" {
                     // moat's own share (engine time excluded), from its metrics.
                     let m2 = measure::moat_internals(world.moat_metrics);
@@ -244,9 +270,9 @@ fn main() {
                     .await
                     .expect("new connections");
                 s.add(p, "new_conns_per_s_c8", rate);
-                if p.starts_with("moat") {
-                    s.add(p, "front_cpu_ms_per_conn", cpu[0]);
-                    s.add(p, "engine_cpu_ms_per_conn", cpu[1]);
+                if let [front, engine] = cpu[..] {
+                    s.add(p, "front_cpu_ms_per_conn", front);
+                    s.add(p, "engine_cpu_ms_per_conn", engine);
                 } else {
                     s.add(p, "engine_cpu_ms_per_conn", cpu[0]);
                 }
@@ -288,7 +314,14 @@ fn main() {
         }
     }
 
-    let moat_target = &paths[2].1;
+    let target_of = |name: &str| {
+        paths
+            .iter()
+            .find(|p| p.0 == name)
+            .map(|p| p.1.clone())
+            .expect("path")
+    };
+    let moat_target = &target_of("moat");
     let rss_idle = measure::rss_kib(world.moat_pid);
     let idle_conns = plan.idle_conns * usize::from(plan.runs("memory"));
     if idle_conns > 0 {
@@ -308,7 +341,7 @@ fn main() {
     if let Some((_, pid)) = world.moat_b.filter(|_| idle_conns > 0) {
         let idle = measure::rss_kib(pid);
         let held = rt
-            .block_on(measure::open_idle(&paths[3].1, idle_conns, 8))
+            .block_on(measure::open_idle(&target_of("moat_b"), idle_conns, 8))
             .expect("open idle connections");
         std::thread::sleep(Duration::from_millis(500));
         let with = measure::rss_kib(pid);

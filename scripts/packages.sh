@@ -17,6 +17,13 @@ test_packages_missing() {
   command -v docker-compose >/dev/null 2>&1 || echo docker-compose
 }
 
+# Prints the Debian packages missing for the benchmark's peers (nginx and
+# HAProxy in front of the same engine, docs/performance.md).
+peer_packages_missing() {
+  PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin" command -v nginx >/dev/null 2>&1 || echo nginx
+  PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin" command -v haproxy >/dev/null 2>&1 || echo haproxy
+}
+
 # Installs the given Debian packages (none: does nothing), through sudo when
 # not root, and says which.
 install_packages() {

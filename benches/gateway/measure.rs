@@ -72,17 +72,18 @@ pub(crate) async fn throughput(
 }
 
 /// New connections per second (connect + full handshake + one `/_ping` +
-/// close) with `conc` at once, and the CPU milliseconds each process in
-/// `pids` spent per connection.
+/// close) with `conc` at once, and the CPU milliseconds each group of
+/// processes in `groups` spent per connection.
 pub(crate) async fn new_connections(
     t: &Target,
     conc: usize,
     dur: Duration,
-    pids: &[u32],
+    groups: &[Vec<u32>],
 ) -> std::io::Result<(f64, Vec<f64>)> {
     let done = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
-    let cpu0: Vec<u64> = pids.iter().map(|p| cpu_ticks(*p)).collect();
+    let ticks = |g: &Vec<u32>| g.iter().map(|p| cpu_ticks(*p)).sum::<u64>();
+    let cpu0: Vec<u64> = groups.iter().map(ticks).collect();
     let start = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..conc {
@@ -106,10 +107,10 @@ pub(crate) async fn new_connections(
     // Let the servers finish closing what the clients just dropped.
     tokio::time::sleep(Duration::from_millis(100)).await;
     let n = done.load(Ordering::Relaxed);
-    let cpu = pids
+    let cpu = groups
         .iter()
         .zip(cpu0)
-        .map(|(p, c0)| ticks_to_ms(cpu_ticks(*p).saturating_sub(c0)) / n.max(1) as f64)
+        .map(|(g, c0)| ticks_to_ms(ticks(g).saturating_sub(c0)) / n.max(1) as f64)
         .collect();
     Ok((n as f64 / elapsed.as_secs_f64(), cpu))
 }
@@ -221,8 +222,9 @@ impl Cli {
         let ok = out.status.success() && String::from_utf8_lossy(&out.stdout) == expect;
         if !ok {
             eprintln!(
-                "bench: docker {args:?} failed ({}): {}",
+                "bench: docker {args:?} failed ({}): stdout {:?} (want {expect:?}), stderr {:?}",
                 out.status,
+                String::from_utf8_lossy(&out.stdout),
                 String::from_utf8_lossy(&out.stderr).trim()
             );
         }

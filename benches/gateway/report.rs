@@ -1,5 +1,6 @@
 //! The results: medians per path and metric, printed as a table with ratios
-//! against the bare socket, and written as JSON.
+//! against the bare socket and moat against the best peer (nginx or
+//! HAProxy, whichever did better on that figure), and written as JSON.
 
 use std::collections::BTreeMap;
 
@@ -10,6 +11,8 @@ pub(crate) struct Metric {
     pub key: &'static str,
     pub label: &'static str,
     pub unit: &'static str,
+    /// Whether more is better (throughput) rather than less (time, CPU).
+    pub higher_is_better: bool,
 }
 
 pub(crate) const METRICS: &[Metric] = &[
@@ -17,90 +20,117 @@ pub(crate) const METRICS: &[Metric] = &[
         key: "ping_p50_us",
         label: "/_ping p50, keep-alive, c=1",
         unit: "µs",
+        higher_is_better: false,
     },
     Metric {
         key: "ping_p99_us",
         label: "/_ping p99, keep-alive, c=1",
         unit: "µs",
+        higher_is_better: false,
     },
     Metric {
         key: "containers_p50_us",
         label: "/containers/json p50, c=1",
         unit: "µs",
+        higher_is_better: false,
     },
     Metric {
         key: "containers_p99_us",
         label: "/containers/json p99, c=1",
         unit: "µs",
+        higher_is_better: false,
+    },
+    Metric {
+        key: "inspect_p50_us",
+        label: "/containers/{id}/json p50, c=1",
+        unit: "µs",
+        higher_is_better: false,
     },
     Metric {
         key: "moat_overhead_ping_us",
         label: "  moat's own time per /_ping (mean)",
         unit: "µs",
+        higher_is_better: false,
     },
     Metric {
         key: "moat_policy_ping_us",
         label: "    of which policy (mean)",
         unit: "µs",
+        higher_is_better: false,
     },
     Metric {
         key: "moat_overhead_containers_us",
         label: "  moat's own time per /containers/json",
         unit: "µs",
+        higher_is_better: false,
     },
     Metric {
         key: "moat_policy_containers_us",
         label: "    of which policy (mean)",
         unit: "µs",
+        higher_is_better: false,
     },
     Metric {
         key: "ping_rps_c32",
         label: "/_ping req/s, c=32",
         unit: "req/s",
+        higher_is_better: true,
     },
     Metric {
         key: "new_conns_per_s_c8",
         label: "new connections/s (handshake + /_ping), c=8",
         unit: "conn/s",
+        higher_is_better: true,
     },
     Metric {
         key: "front_cpu_ms_per_conn",
         label: "front-end CPU per new connection",
         unit: "ms",
+        higher_is_better: false,
     },
     Metric {
         key: "engine_cpu_ms_per_conn",
         label: "dockerd CPU per new connection",
         unit: "ms",
+        higher_is_better: false,
     },
     Metric {
         key: "save_mb_s",
         label: "image save",
         unit: "MB/s",
+        higher_is_better: true,
     },
     Metric {
         key: "load_mb_s",
         label: "image load",
         unit: "MB/s",
+        higher_is_better: true,
     },
     Metric {
         key: "run_ms",
         label: "docker run --rm IMG true",
         unit: "ms",
+        higher_is_better: false,
     },
     Metric {
         key: "run_i_ms",
         label: "echo hi | docker run -i --rm IMG cat",
         unit: "ms",
+        higher_is_better: false,
     },
 ];
 
-pub(crate) const PATHS: [(&str, &str); 4] = [
+pub(crate) const PATHS: [(&str, &str); 6] = [
     ("bare", "bare unix socket"),
     ("dockerd_tls", "dockerd mTLS"),
+    ("nginx", "nginx mTLS"),
+    ("haproxy", "HAProxy TLS"),
     ("moat", "moat"),
     ("moat_b", "moat B (compare build)"),
 ];
+
+/// The peers, for "moat against the best peer".
+const PEERS: [&str; 2] = ["nginx", "haproxy"];
 
 /// Samples per path, per metric (one per round).
 #[derive(Default)]
@@ -141,10 +171,31 @@ fn fmt(v: f64) -> String {
     }
 }
 
+/// The best peer's median for `metric` (the higher or the lower, as the
+/// metric wants), with its name.
+pub(crate) fn best_peer(samples: &Samples, metric: &Metric) -> Option<(&'static str, f64)> {
+    PEERS
+        .iter()
+        .filter_map(|p| samples.median(p, metric.key).map(|v| (*p, v)))
+        .reduce(|a, b| {
+            let b_better = if metric.higher_is_better {
+                b.1 > a.1
+            } else {
+                b.1 < a.1
+            };
+            if b_better {
+                b
+            } else {
+                a
+            }
+        })
+}
+
 /// Prints the table and returns the JSON document (`extra` is merged in).
 pub(crate) fn render(samples: &Samples, extra: Value) -> Value {
     let mut out = serde_json::Map::new();
     let mut ratios = serde_json::Map::new();
+    let mut vs_peer = serde_json::Map::new();
     let paths: Vec<_> = PATHS
         .iter()
         .filter(|(p, _)| samples.0.contains_key(p))
@@ -163,14 +214,35 @@ pub(crate) fn render(samples: &Samples, extra: Value) -> Value {
         out.insert((*p).into(), Value::Object(m));
         ratios.insert((*p).into(), Value::Object(r));
     }
+    for metric in METRICS {
+        if let (Some(v), Some((peer, b))) = (
+            samples.median("moat", metric.key),
+            best_peer(samples, metric),
+        ) {
+            if b > 0.0 {
+                vs_peer.insert(
+                    metric.key.into(),
+                    json!({ "peer": peer, "peer_value": b, "moat_over_peer": v / b }),
+                );
+            }
+        }
+    }
 
     let w = 46;
+    let c = 20;
     print!("\n{:w$}", "metric (median over rounds)");
     for (_, label) in &paths {
-        print!(" | {label:>24}");
+        print!(" | {label:>c$}");
+    }
+    let with_peers = PEERS.iter().any(|p| samples.0.contains_key(p));
+    if with_peers {
+        print!(" | {:>c$}", "moat vs best peer");
     }
     println!();
-    println!("{}", "-".repeat(w + paths.len() * 27));
+    println!(
+        "{}",
+        "-".repeat(w + (paths.len() + usize::from(with_peers)) * (c + 3))
+    );
     for metric in METRICS {
         let label = format!("{} ({})", metric.label, metric.unit);
         print!("{label:w$}");
@@ -182,11 +254,25 @@ pub(crate) fn render(samples: &Samples, extra: Value) -> Value {
                     _ => fmt(v),
                 },
             };
-            print!(" | {cell:>24}");
+            print!(" | {cell:>c$}");
+        }
+        if with_peers {
+            let cell = match (
+                samples.median("moat", metric.key),
+                best_peer(samples, metric),
+            ) {
+                (Some(v), Some((peer, b))) if b > 0.0 => format!("{:.2}× {peer}", v / b),
+                _ => String::new(),
+            };
+            print!(" | {cell:>c$}");
         }
         println!();
     }
-    let mut doc = json!({ "paths": out, "ratios_vs_bare": ratios });
+    let mut doc = json!({
+        "paths": out,
+        "ratios_vs_bare": ratios,
+        "moat_vs_best_peer": vs_peer,
+    });
     if let (Value::Object(d), Value::Object(e)) = (&mut doc, extra) {
         d.extend(e);
     }

@@ -1,7 +1,8 @@
 //! The bench's world: one private dockerd listening both on a bare unix
 //! socket and on its own mutual-TLS port (the reference), moat as a child
 //! process in front of the same socket (so its CPU and RSS can be read from
-//! /proc), the client PKI, and the images the measurements use.
+//! /proc), the peers (nginx and HAProxy, [`crate::peers`]), the client PKI,
+//! and the images the measurements use.
 //!
 //! Everything is started under small watchdog shells that stop it when the
 //! bench process exits, however it exits.
@@ -29,19 +30,23 @@ pub(crate) struct World {
     pub moat_metrics: SocketAddr,
     /// `MOAT_BENCH_COMPARE_BIN`: another moat binary, as (address, pid).
     pub moat_b: Option<(SocketAddr, u32)>,
+    /// nginx and HAProxy on the same engine (none with `MOAT_BENCH_PEERS=0`).
+    pub peers: Vec<crate::peers::Peer>,
+    /// A stopped container of [`SMALL_IMAGE`], for `GET /containers/{id}/json`.
+    pub container_id: String,
     pub bundle: Bundle,
     pub big_tar: PathBuf,
 }
 
 /// A free loopback port (bound, then released for the child to take).
-fn free_port() -> SocketAddr {
+pub(crate) fn free_port() -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     l.local_addr().expect("local addr")
 }
 
 /// Runs `body` in the background under a shell that kills `$child` as soon
 /// as this process is gone, and writes the child's pid to `pidfile`.
-fn watchdog(body: &str, pidfile: &Path, cleanup: &str) {
+pub(crate) fn watchdog(body: &str, pidfile: &Path, cleanup: &str) {
     let script = format!(
         r#"{body} &
            child=$!
@@ -61,7 +66,7 @@ fn watchdog(body: &str, pidfile: &Path, cleanup: &str) {
     std::mem::forget(child);
 }
 
-fn read_pid(pidfile: &Path) -> u32 {
+pub(crate) fn read_pid(pidfile: &Path) -> u32 {
     let start = Instant::now();
     loop {
         if let Ok(s) = std::fs::read_to_string(pidfile) {
@@ -78,7 +83,7 @@ fn read_pid(pidfile: &Path) -> u32 {
     }
 }
 
-fn wait_for_port(addr: SocketAddr, what: &str, log: &Path) {
+pub(crate) fn wait_for_port(addr: SocketAddr, what: &str, log: &Path) {
     let start = Instant::now();
     while std::net::TcpStream::connect(addr).is_err() {
         if start.elapsed() > Duration::from_secs(60) {
@@ -139,6 +144,12 @@ impl World {
             .ok()
             .map(|bin| start_moat(&dir, &pki, &socket, &bin, "moat-b"));
 
+        let peers = if crate::peers::wanted() {
+            crate::peers::start(&dir, &pki, &socket)
+        } else {
+            Vec::new()
+        };
+
         // Images: busybox for `docker run`, and a big random layer to stream.
         build_image(&engine);
         let big_tar = dir.join("big.tar");
@@ -161,6 +172,18 @@ impl World {
             "big image: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        // A stopped container, for `GET /containers/{id}/json` (an
+        // object-addressed request).
+        let mut cmd = Command::new("docker");
+        cmd.args(["-H", &engine.host(), "create", SMALL_IMAGE, "true"])
+            .env("DOCKER_CONFIG", dir.join("docker-config"));
+        let out = run_with_deadline(cmd, None, Duration::from_secs(60));
+        assert!(
+            out.status.success(),
+            "docker create: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let container_id = String::from_utf8_lossy(&out.stdout).trim().to_string();
         let moat_metrics = std::fs::read_to_string(dir.join("moat.metrics"))
             .expect("metrics address")
             .parse()
@@ -174,6 +197,8 @@ impl World {
             moat_pid,
             moat_metrics,
             moat_b,
+            peers,
+            container_id,
             bundle,
             big_tar,
         }
@@ -185,9 +210,12 @@ impl World {
         use nix::sys::signal::{kill, Signal};
         use nix::unistd::Pid;
         let b = self.moat_b.map(|(_, p)| p);
-        for pid in [Some(self.moat_pid), b, Some(self.dockerd_pid)]
+        let peers = self.peers.iter().filter_map(|p| p.pids.first().copied());
+        for pid in [Some(self.moat_pid), b]
             .into_iter()
             .flatten()
+            .chain(peers)
+            .chain([self.dockerd_pid])
         {
             let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
         }
