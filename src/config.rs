@@ -237,6 +237,28 @@ mod tests {
     }
 
     #[test]
+    fn resolve_limits_default_parse_and_refuse_zero() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(c.limits.max_resolved_objects, 32);
+        assert_eq!(c.limits.resolve_timeout, Duration::from_secs(10));
+        let c = parse(&format!(
+            "{MINIMAL}limits:\n  max_resolved_objects: 4\n  resolve_timeout: 2s\n"
+        ))
+        .unwrap();
+        assert_eq!(c.limits.max_resolved_objects, 4);
+        assert_eq!(c.limits.resolve_timeout, Duration::from_secs(2));
+        for (bad, key) in [
+            ("  max_resolved_objects: 0\n", "limits.max_resolved_objects"),
+            ("  resolve_timeout: 0s\n", "limits.resolve_timeout"),
+        ] {
+            let err = parse(&format!("{MINIMAL}limits:\n{bad}"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{bad}: {err}");
+        }
+    }
+
+    #[test]
     fn tokens_need_exactly_one_key_source() {
         let text = format!("{MINIMAL}auth:\n  tokens:\n    issuer: i\n    audience: a\n");
         let err = parse(&text).unwrap_err().to_string();

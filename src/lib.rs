@@ -26,19 +26,20 @@
 //!    applied) that the policy decides on and the engine receives, and the
 //!    addresses the engine will contact because of it
 //!    ([`effective::fetch`]).
-//! 7. [`policy`]: the Rego decision on [`policy::input`], the input
+//! 7. [`resolve`]: the containers, volumes, networks and execs the request
+//!    names (path and body), looked up in the engine with their owners
+//!    ([`owner`]) and host access, and rewritten to their ids.
+//! 8. [`policy`]: the Rego decision on [`policy::input`], the input
 //!    document described once.
-//! 8. [`audit`]: the hash-chained audit record, written before forwarding
+//! 9. [`audit`]: the hash-chained audit record, written before forwarding
 //!    (the pipeline's trail and completion record in [`pipeline`]).
-//! 9. [`scope`]: ownership at forwarding (issue 15). Before the decision
-//!    it refuses client labels in moat's `io.moat.*` namespace; after it,
-//!    owner labels are stamped on what is created and lists, events and
-//!    prunes are narrowed to the decision's `view_scope`. *(Objects
-//!    resolved before the decision so the policy sees their owners: still
-//!    to come.)*
-//! 10. [`forward`] and [`hijack`]: the engine's unix socket, streamed or
+//! 10. [`scope`]: ownership at forwarding (issue 15). Before the decision
+//!     it refuses client labels in moat's `io.moat.*` namespace; after it,
+//!     owner labels are stamped on what is created and lists, events and
+//!     prunes are narrowed to the decision's `view_scope`.
+//! 11. [`forward`] and [`hijack`]: the engine's unix socket, streamed or
 //!     hijacked with half-close.
-//! 11. [`respond`]: the one place a refusal becomes a client response.
+//! 12. [`respond`]: the one place a refusal becomes a client response.
 //!
 //! The module graph is acyclic and reads bottom-up (`tests/layout.rs` fails
 //! on a cycle; CONTRIBUTING.md has the rules):
@@ -49,9 +50,10 @@
 //!   policy sees, `input.resources`);
 //! - the stages and what they need: [`identity`], [`engine`] (the bundled
 //!   dockerd and its supervisor), [`tls`], [`body`], [`forward`],
-//!   [`effective`], [`admission`] (connection budgets and per-identity
-//!   limits), [`conn`] (what is known about one client connection, and the
-//!   registry of open ones), [`policy`], [`audit`], [`hijack`], [`scope`],
+//!   [`effective`], [`resolve`], [`admission`] (connection budgets and
+//!   per-identity limits), [`conn`] (what is known about one client
+//!   connection, and the registry of open ones), [`policy`], [`audit`],
+//!   [`hijack`], [`scope`],
 //!   [`respond`];
 //! - [`gateway`]: the state every request shares, loaded from the config;
 //! - [`pipeline`] (the request path) and [`reload`] (reloads without a
@@ -92,6 +94,7 @@ pub mod policy;
 pub mod reload;
 pub mod replay;
 pub mod resbody;
+pub mod resolve;
 pub mod respond;
 pub mod scope;
 pub mod server;

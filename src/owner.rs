@@ -26,7 +26,7 @@ pub const AUTH_LABEL: &str = "io.moat.auth";
 pub const LABEL_NAMESPACE: &str = "io.moat.";
 
 /// The kind of an object a request names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     Container,

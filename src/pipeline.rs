@@ -2,14 +2,13 @@
 //!
 //! check the head → authenticate → classify → admit (engine up, framing,
 //! upgrade) → the identity's limits → API version → read/inspect the body →
-//! effective request → moat's labels refused → *(ownership: objects
-//! resolved)* → decide → audit the decision → enforce → scope (owner
-//! labels, lists narrowed) → forward or hijack → respond (and audit the completion
+//! effective request → moat's labels refused → resolve the objects named
+//! → decide → audit the decision → enforce → scope (owner labels, lists
+//! narrowed) → forward or hijack → respond (and audit the completion
 //! when the response has ended).
 //!
 //! Each stage is one call that returns what the next needs, or a
-//! [`Rejection`]; the first refusal ends the request. The places marked
-//! `STAGE SLOT` are where the stages still to come plug in.
+//! [`Rejection`]; the first refusal ends the request.
 //!
 //! Every outcome, refusals included, leaves an audit record ([`trail`]):
 //! state-changing requests get a `decision` record written before anything
@@ -43,6 +42,7 @@ use crate::identity::{Authenticator, Identity};
 use crate::metrics::Metrics;
 use crate::policy::{Decision, Facts};
 use crate::resbody::{full, ResBody};
+use crate::resolve::{self, Resolved};
 use crate::respond::{error_response, Rejection};
 use crate::scope;
 
@@ -121,8 +121,22 @@ async fn stages(
         trail.body(inspected.json());
     }
 
-    // STAGE SLOT: ownership, before the decision (issue 15). Resolve the
-    // objects the request names, so that the policy sees their owners.
+    // 3d. The objects the request names, looked up in the engine: the
+    //     policy sees them with their owners and facts (`input.resources`),
+    //     and the path and body name them by id from here on, so that the
+    //     engine acts on the objects the policy saw. When the engine's API
+    //     version is unknown the request is refused after the decision
+    //     anyway, and nothing is looked up.
+    let resolved = match &version {
+        Ok(_) => resolve::resolve(&gw.upstream, limits, route, inspected).await?,
+        Err(_) => Resolved::nothing(route, inspected),
+    };
+    let route = &resolved.route;
+    if gw.config.audit.level == AuditLevel::Request && !resolved.resources.is_empty() {
+        // What the policy decides on and the engine receives: ids, not the
+        // names the client gave (those are in the input's `resources`).
+        trail.body(resolved.inspected.json());
+    }
 
     // 4. The decision.
     let api_version = match &version {
@@ -133,9 +147,8 @@ async fn stages(
         gw,
         conn,
         &parts,
-        &route,
         api_version.as_deref(),
-        &inspected,
+        &resolved,
         &identity,
     )
     .await;
@@ -151,13 +164,22 @@ async fn stages(
             .write_decision(&gw.audit, gw.config.audit.on_failure)
             .await?;
     }
-    enforce(&decision, &route, &identity)?;
+    enforce(&decision, route, &identity)?;
     version?;
 
     // 5b. Ownership at forwarding: owner labels stamped on what is
     //     created (missing named volumes created first, labelled); lists,
     //     events and prunes narrowed to the decision's `view_scope`.
-    let scoped = scope::apply(&route, &decision, &identity, inspected, &gw.upstream, &[]).await?;
+    let missing_volumes = resolved.missing_volumes();
+    let scoped = scope::apply(
+        route,
+        &decision,
+        &identity,
+        resolved.inspected,
+        &gw.upstream,
+        &missing_volumes,
+    )
+    .await?;
 
     // 6. The engine.
     forward(
@@ -248,9 +270,8 @@ async fn decide(
     gw: &Gateway,
     conn: &ConnInfo,
     parts: &Parts,
-    route: &Route,
     api_version: Option<&str>,
-    inspected: &Inspected,
+    resolved: &Resolved,
     identity: &Identity,
 ) -> (Decision, Option<serde_json::Value>) {
     let (policy, record_input) = (&gw.policy, gw.config.audit.level == AuditLevel::Request);
@@ -258,12 +279,12 @@ async fn decide(
         method: &parts.method,
         uri: &parts.uri,
         headers: &parts.headers,
-        route,
+        route: &resolved.route,
         api_version,
-        body: inspected.json(),
+        body: resolved.inspected.json(),
         identity,
         client: conn.peer,
-        resources: &[],
+        resources: &resolved.resources,
     };
     let input = record_input.then(|| policy.input(&facts));
     (policy.decide(&facts).await, input)

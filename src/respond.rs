@@ -16,6 +16,7 @@ use crate::effective::EffectiveError;
 use crate::forward::ForwardError;
 use crate::identity::AuthError;
 use crate::resbody::{full, ResBody};
+use crate::resolve::ResolveError;
 use crate::scope::ScopeError;
 
 /// Why a request was not forwarded, or failed at the engine.
@@ -29,6 +30,8 @@ pub enum Rejection {
     Body(#[from] BodyError),
     #[error(transparent)]
     Effective(#[from] EffectiveError),
+    #[error(transparent)]
+    Resolve(#[from] ResolveError),
     #[error("{op} hijacks the connection: send it with `Connection: Upgrade` and `Upgrade: tcp` (the docker CLI does this itself)")]
     UpgradeRequired { op: OpId },
     #[error("`Upgrade` is only accepted on attach, exec start, /session and /grpc, not on {op}")]
@@ -56,6 +59,7 @@ impl Rejection {
             Rejection::Classify(e) => e.status(),
             Rejection::Body(e) => e.status(),
             Rejection::Effective(e) => e.status(),
+            Rejection::Resolve(e) => e.status(),
             Rejection::UpgradeRequired { .. } | Rejection::UnexpectedUpgrade { .. } => {
                 StatusCode::BAD_REQUEST
             }

@@ -88,7 +88,7 @@ fn the_fake_engine_resolves_references_as_the_daemon_does() {
 #[test]
 fn moat_forwards_to_the_fake_engine_and_answers_its_errors() {
     let fake = FakeEngine::start();
-    fake.add(Kind::Container, "web", &[("owner", "alice")]);
+    let web = fake.add(Kind::Container, "web", &[("owner", "alice")]);
     let moat = Moat::start_with(MoatOptions {
         engine_socket: Some(fake.socket.clone()),
         ..Default::default()
@@ -105,10 +105,172 @@ fn moat_forwards_to_the_fake_engine_and_answers_its_errors() {
     let resp = get("/v1.41/containers/web/json");
     assert_eq!(raw::status(&resp), 200, "{resp}");
     assert!(resp.contains(r#""owner":"alice""#), "{resp}");
+    // Resolved first, then forwarded by id.
     assert!(fake
         .requests()
-        .contains(&"GET /v1.41/containers/web/json".to_string()));
+        .contains(&format!("GET /v1.41/containers/{web}/json")));
     let resp = get("/v1.41/containers/nope/json");
     assert_eq!(raw::status(&resp), 404, "{resp}");
     assert!(resp.contains("No such container: nope"), "{resp}");
+}
+
+// ------------------------------------------------------------ resolution
+
+/// moat in front of `fake`, and a request sender as an admin (the shipped
+/// pack lets admins do anything, so what is tested is resolution).
+fn admin_moat(fake: &FakeEngine, limits: Option<&str>) -> (Moat, impl Fn(&str, &str) -> String) {
+    let moat = Moat::start_with(MoatOptions {
+        engine_socket: Some(fake.socket.clone()),
+        limits_yaml: limits.map(String::from),
+        ..Default::default()
+    });
+    let admin = pki().client("ada", "admin");
+    let addr = moat.addr;
+    let send = move |method: &str, target: &str| {
+        raw::exchange(
+            addr,
+            &admin,
+            format!(
+                "{method} {target} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .unwrap()
+    };
+    (moat, send)
+}
+
+/// What moat forwarded (or asked) to the fake engine under `prefix`.
+fn sent(fake: &FakeEngine, needle: &str) -> Vec<String> {
+    fake.requests()
+        .into_iter()
+        .filter(|r| r.contains(needle))
+        .collect()
+}
+
+#[test]
+fn a_rename_between_check_and_use_cannot_switch_the_target() {
+    let fake = FakeEngine::start();
+    let web = fake.add(Kind::Container, "web", &[]);
+    let other = fake.add(Kind::Container, "other", &[]);
+    // Right after moat's lookup of `web`, `web` and `other` trade names.
+    fake.swap_names_after("GET /containers/web/json", &web, &other);
+    let (_moat, send) = admin_moat(&fake, None);
+    let _ = send("POST", "/v1.41/containers/web/stop");
+
+    // The swap did happen: `web` now names the other container.
+    assert_eq!(fake.get("/containers/web/json").1["Id"], other.as_str());
+    // And moat forwarded the container it looked up, by id.
+    assert_eq!(
+        sent(&fake, "/stop"),
+        [format!("POST /v1.41/containers/{web}/stop")]
+    );
+}
+
+#[test]
+fn names_and_id_prefixes_are_forwarded_as_the_full_id() {
+    let fake = FakeEngine::start();
+    let web = fake.add(Kind::Container, "web", &[]);
+    let exec = fake.add_exec(&web);
+    let (_moat, send) = admin_moat(&fake, None);
+    for reference in ["web", &web[..10], &web] {
+        let resp = send(
+            "POST",
+            &format!("/v1.41/containers/{reference}/kill?signal=HUP"),
+        );
+        assert_ne!(raw::status(&resp), 503, "{resp}");
+    }
+    assert_eq!(
+        sent(&fake, "/kill"),
+        vec![format!("POST /v1.41/containers/{web}/kill?signal=HUP"); 3]
+    );
+    // An exec is resolved too (then its container), by its prefix.
+    let _ = send(
+        "POST",
+        &format!("/v1.41/exec/{}/resize?h=1&w=1", &exec[..12]),
+    );
+    assert_eq!(
+        sent(&fake, "/resize"),
+        [format!("POST /v1.41/exec/{exec}/resize?h=1&w=1")]
+    );
+    assert_eq!(
+        sent(&fake, "GET /exec/"),
+        [format!("GET /exec/{}/json", &exec[..12])]
+    );
+    // Its container: once for the kill by full id, once for the exec.
+    assert_eq!(sent(&fake, &format!("GET /containers/{web}/json")).len(), 2);
+}
+
+#[test]
+fn an_unknown_object_gets_the_engine_s_own_404_and_nothing_is_forwarded() {
+    let fake = FakeEngine::start();
+    let (_moat, send) = admin_moat(&fake, None);
+    let resp = send("POST", "/v1.41/containers/ghost/start");
+    assert_eq!(raw::status(&resp), 404, "{resp}");
+    assert!(
+        resp.contains(r#"{"message":"No such container: ghost"}"#),
+        "{resp}"
+    );
+    let resp = send("DELETE", "/v1.41/volumes/ghost");
+    assert_eq!(raw::status(&resp), 404, "{resp}");
+    assert!(resp.contains("get ghost: no such volume"), "{resp}");
+    assert!(sent(&fake, "/start").is_empty());
+    assert!(sent(&fake, "DELETE").is_empty());
+}
+
+#[test]
+fn an_engine_that_fails_lookups_gives_503_and_nothing_is_forwarded() {
+    let fake = FakeEngine::start();
+    let web = fake.add(Kind::Container, "web", &[]);
+    let (_moat, send) = admin_moat(&fake, Some("  shutdown_grace: 2s\n  resolve_timeout: 1s\n"));
+    // moat learns the engine's API versions first (a request that works).
+    assert_eq!(raw::status(&send("GET", "/v1.41/containers/web/json")), 200);
+
+    fake.fail(Some((500, "internal detail: /var/lib/docker is on fire")));
+    let resp = send("POST", "/v1.41/containers/web/stop");
+    assert_eq!(raw::status(&resp), 503, "{resp}");
+    assert!(
+        resp.contains("moat could not look up container `web` in the engine"),
+        "{resp}"
+    );
+    assert!(!resp.contains("on fire"), "engine internals leaked: {resp}");
+
+    // An engine that does not answer: 503 after limits.resolve_timeout.
+    fake.fail(None);
+    fake.stall(true);
+    let resp = send("POST", "/v1.41/containers/web/stop");
+    assert_eq!(raw::status(&resp), 503, "{resp}");
+    assert!(resp.contains("limits.resolve_timeout"), "{resp}");
+    fake.stall(false);
+
+    assert!(sent(&fake, "/stop").iter().all(|r| !r.starts_with("POST")));
+    assert!(!sent(&fake, &web).iter().any(|r| r.contains("/stop")));
+}
+
+#[test]
+fn a_request_naming_too_many_objects_is_refused_naming_the_limit() {
+    let fake = FakeEngine::start();
+    for i in 0..3 {
+        fake.add(Kind::Container, &format!("c{i}"), &[]);
+    }
+    let (moat, _) = admin_moat(
+        &fake,
+        Some("  shutdown_grace: 2s\n  max_resolved_objects: 2\n"),
+    );
+    let body =
+        json!({"Image": "busybox", "HostConfig": {"VolumesFrom": ["c0", "c1", "c2"]}}).to_string();
+    let resp = raw::exchange(
+        moat.addr,
+        &pki().client("ada", "admin"),
+        format!(
+            "POST /v1.41/containers/create HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(raw::status(&resp), 400, "{resp}");
+    assert!(resp.contains("limits.max_resolved_objects"), "{resp}");
+    assert!(sent(&fake, "/containers/c").is_empty(), "nothing looked up");
+    assert!(sent(&fake, "/create").is_empty());
 }

@@ -49,6 +49,14 @@ pub struct Limits {
     /// long closes the connection.
     #[serde(default = "d60s", with = "humantime_serde")]
     pub write_timeout: Duration,
+    /// Most objects one request may name (path and body references) that
+    /// moat resolves through the engine before the decision; more is 400.
+    #[serde(default = "default_max_resolved_objects")]
+    pub max_resolved_objects: usize,
+    /// Time the engine has to answer all of one request's object lookups;
+    /// slower is 503 (never an allow).
+    #[serde(default = "d10s", with = "humantime_serde")]
+    pub resolve_timeout: Duration,
     /// The budget of connections that have not proven an identity yet.
     #[serde(default)]
     pub unauthenticated: Unauthenticated,
@@ -165,6 +173,8 @@ impl Default for Limits {
             shutdown_grace: d10s(),
             body_read_timeout: d30s(),
             write_timeout: d60s(),
+            max_resolved_objects: default_max_resolved_objects(),
+            resolve_timeout: d10s(),
             unauthenticated: Unauthenticated::default(),
             identity: IdentityLimits::default(),
             groups: Default::default(),
@@ -196,6 +206,9 @@ fn default_max_headers() -> usize {
 fn default_max_connections() -> usize {
     1024
 }
+fn default_max_resolved_objects() -> usize {
+    32
+}
 fn default_max_inspect_body_bytes() -> usize {
     4 * 1024 * 1024
 }
@@ -210,6 +223,15 @@ impl Limits {
         }
         if self.max_connections == 0 {
             return Err(("limits.max_connections", "must be at least 1".into()));
+        }
+        if self.max_resolved_objects == 0 {
+            return Err((
+                "limits.max_resolved_objects",
+                "must be at least 1 (a request naming a container must be resolved)".into(),
+            ));
+        }
+        if self.resolve_timeout.is_zero() {
+            return Err(("limits.resolve_timeout", "must be more than 0s".into()));
         }
         self.check_admission()
     }

@@ -20,6 +20,7 @@ mod local;
 mod names;
 mod policy;
 mod replay;
+mod resolve;
 mod scope;
 mod slow_clients;
 mod ssrf;

@@ -195,8 +195,14 @@ fn viewer_reads_but_cannot_run_copy_out_or_export() {
     admin.ok(&["run", "-d", "--name", &name, image(), "sleep", "60"]);
 
     assert!(viewer.ok(&["ps"]).contains(&name));
-    let state = viewer.ok(&["inspect", "--format", "{{.State.Running}}", &name]);
-    assert_eq!(state.trim(), "true");
+    assert!(viewer.ok(&["top", &name]).contains("sleep 60"));
+    // Not the inspect of someone else's container: its environment holds
+    // secrets (policies/ownership.rego).
+    assert_refused(
+        &viewer,
+        &["inspect", "--format", "{{.State.Running}}", &name],
+        &format!("viewer policy: ContainerInspect of container {name} is not allowed"),
+    );
 
     let refused = unique("viewer-run");
     assert_refused(

@@ -4,7 +4,8 @@
 //! dockerd. A test puts objects in; the fake answers the Engine API's
 //! inspect and list endpoints for them in the daemon's shapes and with its
 //! errors (`404 {"message": "No such container: x"}`), records every request
-//! it receives, and can be told to fail.
+//! it receives, and can be told to fail, to hang, or to swap two objects'
+//! names after a given request (a rename race).
 //!
 //! What it answers (with or without a `/v1.xx` prefix): `/_ping`,
 //! `/version` and `/info` (what moat learns about an engine), `GET /containers/json` (`filters={"label":[…]}`),
@@ -64,6 +65,11 @@ struct State {
     requests: Vec<String>,
     /// When set, every request except `/_ping` is answered with this.
     failure: Option<(u16, String)>,
+    /// When set, every request except `/_ping` is read and never answered.
+    stalled: bool,
+    /// After a request `METHOD target` is answered, the names of two
+    /// objects (by id) are swapped: a rename race.
+    swap_after: Option<(String, String, String)>,
 }
 
 /// The fake engine; it stops serving when dropped (its socket is removed
@@ -147,6 +153,20 @@ impl FakeEngine {
         self.state.lock().unwrap().failure = failure.map(|(s, m)| (s, m.to_string()));
     }
 
+    /// From now on, reads every request but `/_ping` and never answers it
+    /// (an engine that hangs); `false` heals.
+    pub(crate) fn stall(&self, stalled: bool) {
+        self.state.lock().unwrap().stalled = stalled;
+    }
+
+    /// Once a request `request` (`METHOD target`) has been answered, swaps
+    /// the names of the objects with ids `a` and `b`: what two renames
+    /// between moat's lookup and its forwarding would do.
+    pub(crate) fn swap_names_after(&self, request: &str, a: &str, b: &str) {
+        self.state.lock().unwrap().swap_after =
+            Some((request.to_string(), a.to_string(), b.to_string()));
+    }
+
     /// `GET target` sent straight to the fake engine: status and JSON body
     /// (`Value::Null` when the body is not JSON).
     pub(crate) fn get(&self, target: &str) -> (u16, Value) {
@@ -194,7 +214,15 @@ fn serve(conn: UnixStream, state: &Mutex<State>) {
     }
     let mut body = vec![0u8; length];
     let _ = reader.read_exact(&mut body);
+    if strip_version(&target) != "/_ping" && state.lock().unwrap().stalled {
+        // Hold the connection without answering, until the client gives up.
+        let mut conn = reader.into_inner();
+        let _ = conn.set_read_timeout(Some(std::time::Duration::from_secs(60)));
+        let _ = conn.read(&mut [0u8; 1]);
+        return;
+    }
     let (status, content_type, payload) = answer(state, &method, &target);
+    swap_after(state, &method, &target);
     let reason = match status {
         200 => "OK",
         404 => "Not Found",
@@ -257,6 +285,34 @@ fn answer(state: &Mutex<State>, method: &str, target: &str) -> (u16, &'static st
     match found {
         Ok(o) => json(inspect(o)),
         Err(message) => not_found(&message),
+    }
+}
+
+/// The rename race of [`FakeEngine::swap_names_after`], once.
+fn swap_after(state: &Mutex<State>, method: &str, target: &str) {
+    let mut state = state.lock().unwrap();
+    let due = matches!(&state.swap_after, Some((r, _, _)) if *r == format!("{method} {target}"));
+    if !due {
+        return;
+    }
+    let Some((_, a, b)) = state.swap_after.take() else {
+        return;
+    };
+    let name = |s: &State, id: &str| {
+        s.objects
+            .iter()
+            .find(|o| o.id == id)
+            .map(|o| o.name.clone())
+    };
+    let (Some(name_a), Some(name_b)) = (name(&state, &a), name(&state, &b)) else {
+        return;
+    };
+    for o in state.objects.iter_mut() {
+        if o.id == a {
+            o.name = name_b.clone();
+        } else if o.id == b {
+            o.name = name_a.clone();
+        }
     }
 }
 

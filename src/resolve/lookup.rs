@@ -1,0 +1,162 @@
+//! One object looked up through the engine's inspect endpoint, by whatever
+//! reference the client gave (a name, a full id, an id prefix): the engine
+//! resolves it exactly as it will when the request is forwarded.
+//!
+//! Over the existing upstream client ([`Upstream`]), without a version
+//! prefix (the engine's newest), every time: there is no cache.
+
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use serde_json::Value;
+
+use crate::forward::{ForwardError, Upstream};
+use crate::owner::Kind;
+
+/// The most of an inspect document moat reads (a container's holds its
+/// environment and labels; a few KB in practice).
+const MAX_INSPECT_BYTES: usize = 4 << 20;
+
+/// What the engine answered.
+#[derive(Debug)]
+pub(crate) enum Answer {
+    /// The inspect document.
+    Found(Value),
+    /// The engine's refusal of the reference (404 for an unknown object,
+    /// 400 for an ambiguous id prefix, …): its status and message, which
+    /// the client gets as the engine's own answer.
+    Refused { status: StatusCode, message: String },
+}
+
+/// Why a lookup failed: for the log only, never for the client.
+#[derive(Debug)]
+pub(crate) struct Failed(pub(crate) String);
+
+/// The inspect endpoint of `kind` for `reference` (already checked by
+/// [`valid_reference`]), percent-encoded.
+pub(crate) fn inspect_path(kind: Kind, reference: &str) -> String {
+    let r = encode(reference);
+    match kind {
+        Kind::Container => format!("/containers/{r}/json"),
+        Kind::Exec => format!("/exec/{r}/json"),
+        Kind::Volume => format!("/volumes/{r}"),
+        Kind::Network => format!("/networks/{r}"),
+    }
+}
+
+/// Whether a reference can be looked up as one path segment: not empty, no
+/// `/` (a container name's one leading `/` is stripped by [`lookup_form`]),
+/// not `.` or `..`, no control characters. Names and ids never are.
+pub(crate) fn valid_reference(kind: Kind, reference: &str) -> bool {
+    let r = lookup_form(kind, reference);
+    !r.is_empty() && r != "." && r != ".." && !r.contains('/') && !r.chars().any(char::is_control)
+}
+
+/// The reference as moat asks for it: the engine stores container names
+/// with a leading `/` and accepts them either way.
+pub(crate) fn lookup_form(kind: Kind, reference: &str) -> &str {
+    match kind {
+        Kind::Container => reference.strip_prefix('/').unwrap_or(reference),
+        _ => reference,
+    }
+}
+
+/// Percent-encodes everything but `[A-Za-z0-9_.-]`.
+fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Asks the engine about one object.
+pub(crate) async fn inspect(
+    upstream: &Upstream,
+    kind: Kind,
+    reference: &str,
+) -> Result<Answer, Failed> {
+    let path = inspect_path(kind, lookup_form(kind, reference));
+    let req = Upstream::request(
+        Method::GET,
+        &path,
+        http::HeaderMap::new(),
+        crate::resbody::full(Bytes::new()),
+    )
+    .map_err(|e| Failed(format!("GET {path}: {e}")))?;
+    let resp = upstream.send(req).await.map_err(|e| match e {
+        ForwardError::Unreachable => Failed("the engine is not reachable".into()),
+        e => Failed(format!("GET {path}: {e}")),
+    })?;
+    let status = resp.status();
+    let body = Limited::new(resp.into_body(), MAX_INSPECT_BYTES)
+        .collect()
+        .await
+        .map_err(|e| Failed(format!("GET {path}: {e}")))?
+        .to_bytes();
+    let json = serde_json::from_slice::<Value>(&body);
+    if status.is_client_error() {
+        let message = json
+            .ok()
+            .and_then(|v| v.get("message").and_then(Value::as_str).map(String::from))
+            .unwrap_or_else(|| format!("No such {kind}: {reference}"));
+        return Ok(Answer::Refused { status, message });
+    }
+    if !status.is_success() {
+        return Err(Failed(format!("GET {path} answered {status}")));
+    }
+    match json {
+        Ok(v) if v.is_object() => Ok(Answer::Found(v)),
+        Ok(_) => Err(Failed(format!("GET {path}: not a JSON object"))),
+        Err(e) => Err(Failed(format!("GET {path}: {e}"))),
+    }
+}
+
+/// Whether an id the engine gave can be written into a path and a body as
+/// it is (hex ids; volume names).
+pub(crate) fn usable_id(id: &str) -> bool {
+    !id.is_empty()
+        && id != "."
+        && id != ".."
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_become_one_encoded_path_segment() {
+        assert_eq!(inspect_path(Kind::Container, "web"), "/containers/web/json");
+        assert_eq!(inspect_path(Kind::Volume, "a b"), "/volumes/a%20b");
+        assert_eq!(inspect_path(Kind::Network, "n:1"), "/networks/n%3A1");
+        assert_eq!(inspect_path(Kind::Exec, "abc"), "/exec/abc/json");
+        assert_eq!(lookup_form(Kind::Container, "/web"), "web");
+        assert_eq!(lookup_form(Kind::Volume, "/web"), "/web");
+    }
+
+    #[test]
+    fn references_that_are_no_name_or_id_are_invalid() {
+        assert!(valid_reference(Kind::Container, "/web"));
+        assert!(valid_reference(Kind::Container, "web"));
+        for bad in ["", "/", "a/b", ".", "..", "//web", "a\nb"] {
+            assert!(!valid_reference(Kind::Container, bad), "{bad:?}");
+        }
+        assert!(!valid_reference(Kind::Volume, "/data"));
+    }
+
+    #[test]
+    fn only_plain_ids_are_written_back() {
+        assert!(usable_id(&"a".repeat(64)));
+        assert!(usable_id("my_vol.1-x"));
+        for bad in ["", ".", "..", "a/b", "a b", "a?b"] {
+            assert!(!usable_id(bad), "{bad:?}");
+        }
+    }
+}
