@@ -4,8 +4,9 @@
 //! what is forwarded.
 //!
 //! 1. [`refs`]: which references the operation carries (its path parameter,
-//!    and ContainerCreate's and NetworkConnect/Disconnect's body
-//!    references), parsed as the daemon parses them;
+//!    ImageCommit's `container` query, and ContainerCreate's and
+//!    NetworkConnect/Disconnect's body references), parsed as the daemon
+//!    parses them;
 //! 2. [`lookup`]: each looked up through the engine's inspect endpoint by
 //!    the reference as given (an exec, then its container), afresh for every
 //!    request: there is no cache;
@@ -113,7 +114,7 @@ pub async fn resolve(
     route: Route,
     mut inspected: Inspected,
 ) -> Result<Resolved, ResolveError> {
-    let found = refs::refs(route.op.id, &route.params, inspected.json());
+    let found = refs::refs(route.op.id, &route.params, &route.query, inspected.json());
     if found.is_empty() {
         return Ok(Resolved::nothing(route, inspected));
     }
@@ -143,6 +144,7 @@ pub async fn resolve(
         if let Some(id) = object.rewrite.as_deref() {
             let done = match (&r.site, &mut inspected) {
                 (Site::Path, _) => rewrite_path(&mut route, id),
+                (Site::Query(name), _) => rewrite_query(&mut route, name, id),
                 (_, Inspected::Json { value, .. }) => refs::rewrite(value, r, id),
                 _ => false,
             };
@@ -404,6 +406,18 @@ fn rewrite_path(route: &mut Route, id: &str) -> bool {
     true
 }
 
+/// Writes `id` as the first value of the query parameter `name` (the one
+/// the daemon reads), in the route and in what is forwarded.
+fn rewrite_query(route: &mut Route, name: &str, id: &str) -> bool {
+    let Some(slot) = route.query.iter_mut().find(|(k, _)| k == name) else {
+        return false;
+    };
+    slot.1 = id.to_string();
+    let path = route.upstream.split('?').next().unwrap_or("").to_string();
+    route.upstream = format!("{path}?{}", crate::classify::encode_query(&route.query));
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use http::{Method, Uri};
@@ -462,6 +476,22 @@ mod tests {
             assert_eq!(again.path, r.path);
             assert_eq!(again.params, r.params);
         }
+    }
+
+    #[test]
+    fn a_query_reference_is_rewritten_in_the_route_and_what_is_forwarded() {
+        let id = "ab".repeat(32);
+        let mut r = route(
+            Method::POST,
+            "/v1.41/commit?container=web&repo=x%2Fy&container=other",
+        );
+        assert!(rewrite_query(&mut r, "container", &id));
+        assert_eq!(
+            r.upstream,
+            format!("/v1.41/commit?container={id}&repo=x%2Fy&container=other")
+        );
+        assert_eq!(r.query[0], ("container".to_string(), id));
+        assert_eq!(route(Method::POST, &r.upstream).query, r.query);
     }
 
     #[test]

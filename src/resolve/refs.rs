@@ -26,6 +26,9 @@ pub(crate) struct Ref {
 pub(crate) enum Site {
     /// The route's path parameter.
     Path,
+    /// The first value of a query parameter (the one the daemon reads):
+    /// ImageCommit's `container`.
+    Query(&'static str),
     /// `HostConfig.<field>` (`NetworkMode`, `PidMode`, `IpcMode`) as
     /// `container:X`.
     ContainerMode(&'static str),
@@ -61,6 +64,7 @@ impl Site {
     pub(crate) fn position(&self, reference: &str) -> String {
         match self {
             Site::Path => "path".into(),
+            Site::Query(name) => format!("query.{name}"),
             Site::ContainerMode(field) => format!("HostConfig.{field}"),
             Site::NetworkMode => "HostConfig.NetworkMode".into(),
             Site::VolumesFrom { index, .. } => format!("HostConfig.VolumesFrom[{index}]"),
@@ -124,9 +128,22 @@ pub(crate) fn path_kind(op: OpId) -> Option<Kind> {
     })
 }
 
-/// The references of a request: its path parameter first, then its body's.
-pub(crate) fn refs(op: OpId, params: &[(&'static str, String)], body: Option<&Value>) -> Vec<Ref> {
+/// The references of a request: its path parameter (or query) first, then
+/// its body's.
+pub(crate) fn refs(
+    op: OpId,
+    params: &[(&'static str, String)],
+    query: &[(String, String)],
+    body: Option<&Value>,
+) -> Vec<Ref> {
     let mut out = Vec::new();
+    if op == OpId::ImageCommit {
+        // The container whose file system becomes an image: the daemon
+        // reads the first `container` value (`r.Form.Get`).
+        if let Some((_, c)) = query.iter().find(|(k, _)| k == "container") {
+            push(&mut out, Kind::Container, c, Site::Query("container"));
+        }
+    }
     if let Some(kind) = path_kind(op) {
         // Each of these routes has exactly one parameter (`name` or `id`),
         // the object; CheckpointDelete's second names a checkpoint.
@@ -309,7 +326,7 @@ pub(crate) fn rewrite(body: &mut Value, r: &Ref, id: &str) -> bool {
         None => false,
     };
     match &r.site {
-        Site::Path | Site::Bind(_) | Site::Mount(_) => true,
+        Site::Path | Site::Query(_) | Site::Bind(_) | Site::Mount(_) => true,
         Site::ContainerMode(field) => set(
             hc(body).and_then(|h| h.get_mut(*field)),
             format!("container:{id}"),
@@ -366,7 +383,7 @@ mod tests {
     use super::*;
 
     fn positions(op: OpId, params: &[(&'static str, String)], body: &Value) -> Vec<String> {
-        refs(op, params, Some(body))
+        refs(op, params, &[], Some(body))
             .iter()
             .map(|r| {
                 format!(
@@ -442,25 +459,26 @@ mod tests {
             json!({"HostConfig": {"Binds": null, "Links": null, "VolumesFrom": null, "Mounts": null}}),
             json!({"NetworkingConfig": {"EndpointsConfig": null}}),
         ] {
-            assert!(refs(OpId::ContainerCreate, &[], Some(&body)).is_empty());
+            assert!(refs(OpId::ContainerCreate, &[], &[], Some(&body)).is_empty());
         }
     }
 
     #[test]
     fn path_parameters_name_the_object_of_their_family() {
         let p = |k: &'static str, v: &str| vec![(k, v.to_string())];
-        let r = refs(OpId::ContainerStop, &p("name", "web"), None);
+        let r = refs(OpId::ContainerStop, &p("name", "web"), &[], None);
         assert_eq!(
             (r[0].kind, r[0].reference.as_str()),
             (Kind::Container, "web")
         );
-        let r = refs(OpId::ExecStart, &p("name", "abc"), None);
+        let r = refs(OpId::ExecStart, &p("name", "abc"), &[], None);
         assert_eq!(r[0].kind, Kind::Exec);
-        let r = refs(OpId::NetworkDelete, &p("id", "n1"), None);
+        let r = refs(OpId::NetworkDelete, &p("id", "n1"), &[], None);
         assert_eq!(r[0].kind, Kind::Network);
         let r = refs(
             OpId::CheckpointDelete,
             &[("name", "web".into()), ("checkpoint", "c1".into())],
+            &[],
             None,
         );
         assert_eq!(r.len(), 1);
@@ -481,6 +499,26 @@ mod tests {
         ] {
             assert!(path_kind(op).is_none(), "{op}");
         }
+    }
+
+    #[test]
+    fn a_commit_names_its_container_by_the_first_query_value() {
+        let q = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let r = refs(
+            OpId::ImageCommit,
+            &[],
+            &q(&[("repo", "x"), ("container", "web"), ("container", "db")]),
+            Some(&json!({})),
+        );
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].reference, "web");
+        assert_eq!(r[0].site.position("web"), "query.container");
+        assert!(refs(OpId::ImageCommit, &[], &q(&[("repo", "x")]), None).is_empty());
     }
 
     /// Every route of the daemon's table with a path parameter under
@@ -533,7 +571,7 @@ mod tests {
             },
             "NetworkingConfig": {"EndpointsConfig": {"mynet": {"Aliases": ["a"], "Links": ["db"]}}}
         });
-        for r in refs(OpId::ContainerCreate, &[], Some(&body.clone())) {
+        for r in refs(OpId::ContainerCreate, &[], &[], Some(&body.clone())) {
             assert!(rewrite(&mut body, &r, &id), "{r:?}");
         }
         let hc = &body["HostConfig"];
@@ -549,7 +587,7 @@ mod tests {
             json!({ id.clone(): {"Aliases": ["a"], "Links": [format!("{id}:db")]} })
         );
         let mut body = json!({"Container": "web"});
-        let r = &refs(OpId::NetworkDisconnect, &[], Some(&body.clone()))[0];
+        let r = &refs(OpId::NetworkDisconnect, &[], &[], Some(&body.clone()))[0];
         assert!(rewrite(&mut body, r, &id));
         assert_eq!(body["Container"], id);
     }

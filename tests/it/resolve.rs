@@ -322,6 +322,19 @@ fn the_policy_sees_owners_and_host_access_of_what_a_request_names() {
         )),
         "{stderr}"
     );
+    // A commit names its container in the query.
+    let img = unique("resolve-commit");
+    let stderr = d.fails(&["commit", &bobs, &img]);
+    assert!(
+        stderr.contains(&format!(
+            "test policy: container {bobs} (query.container) is owned by bob"
+        )),
+        "{stderr}"
+    );
+    assert_eq!(
+        engine().api("GET", &format!("/images/{img}/json"), None).0,
+        404
+    );
     // ada's own host-network container: hers, but it reaches the host.
     let stderr = d.fails(&[
         "run",
