@@ -13,8 +13,12 @@ const VERSION: &[u8] = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Type: a
 const INFO: &[u8] =
     b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: 21\r\n\r\n{\"CgroupVersion\":\"1\"}";
 
+/// The answer to moat's lookup of the container `x` (the resolve stage).
+const CONTAINER_X: &[u8] = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: 85\r\n\r\n{\"Id\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\",\"Name\":\"/x\"}";
+
 /// A fake engine that answers each connection with `script` and closes
-/// (after answering moat's `GET /version` and `GET /info` as dockerd 20.10).
+/// (after answering moat's `GET /version` and `GET /info` as dockerd 20.10,
+/// and its lookup of the container `x`).
 fn fake_engine(script: &'static [u8]) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("fake.sock");
@@ -27,6 +31,7 @@ fn fake_engine(script: &'static [u8]) -> (tempfile::TempDir, std::path::PathBuf)
             let answer = match &buf[..n] {
                 r if r.starts_with(b"GET /version ") => VERSION,
                 r if r.starts_with(b"GET /info ") => INFO,
+                r if r.starts_with(b"GET /containers/x/json ") => CONTAINER_X,
                 _ => script,
             };
             let _ = conn.write_all(answer);
