@@ -129,6 +129,14 @@ pub(super) fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             for r in &d.reasons {
                 println!("  {r}");
             }
+            for (output, value) in [
+                ("owner_scope", &d.owner_scope),
+                ("view_scope", &d.view_scope),
+            ] {
+                if let Some(v) = value {
+                    println!("  {output}: {v}");
+                }
+            }
             Ok(if d.allow {
                 ExitCode::SUCCESS
             } else {

@@ -404,3 +404,47 @@ fn ownership_survives_a_moat_restart() {
     assert!(!ps.contains(&ctr), "{ps:?}");
     cleanup(&[&ctr], &[], &[]);
 }
+
+/// A CI job (a bearer token in group `ci`) owns what it creates under its
+/// token's subject, with `io.moat.auth=token`, and sees only that.
+#[test]
+fn a_ci_token_owns_by_its_subject() {
+    use moat::identity::token::{sign, SigningKey, TokenRequest};
+    let dir = crate::support::tempdir("moat-scope-tokens-");
+    let (private_key, public_key) = (dir.join("key.pem"), dir.join("key.pub.pem"));
+    moat::pki::write_token_key(&private_key, &public_key).unwrap();
+    let moat = Moat::start_with(crate::support::MoatOptions {
+        tls_yaml: Some(pki().tls_yaml_optional()),
+        extra_yaml: format!(
+            "auth:\n  tokens:\n    issuer: scope-it\n    audience: moat\n    keys:\n      - file: {}\n        algorithm: ES256\n    max_ttl: 1h\n",
+            public_key.display()
+        ),
+        ..Default::default()
+    });
+    let subject = unique("build");
+    let claims = TokenRequest {
+        subject: subject.clone(),
+        groups: vec!["ci".into()],
+        scopes: vec!["containers:run".into()],
+        ttl: std::time::Duration::from_secs(600),
+        issuer: Some("scope-it".into()),
+        audience: Some("moat".into()),
+    }
+    .claims(time::OffsetDateTime::now_utc().unix_timestamp());
+    let token = sign(&SigningKey::load(&private_key, None).unwrap(), &claims).unwrap();
+    let config = crate::support::tempdir("moat-scope-docker-config-");
+    let headers = serde_json::json!({"HttpHeaders": {"Authorization": format!("Bearer {token}")}});
+    std::fs::write(config.join("config.json"), headers.to_string()).unwrap();
+    let ci = Docker::new(&moat, &pki().ca_only(&unique("ci-client"))).with_config_dir(config);
+
+    let (mine, other) = (unique("ci-ctr"), unique("dev-ctr"));
+    ci.ok(&["create", "--name", &mine, image(), "true"]);
+    as_role(&moat, &unique("dave"), "developer").ok(&["create", "--name", &other, image(), "true"]);
+    let l = container_labels(&mine);
+    assert_eq!(l["io.moat.owner"], subject.as_str(), "{l}");
+    assert_eq!(l["io.moat.scope"], format!("user:{subject}"), "{l}");
+    assert_eq!(l["io.moat.auth"], "token", "{l}");
+    let ps = lines(&ci.ok(&["ps", "-a", "--format", "{{.Names}}"]));
+    assert_eq!(ps, vec![mine.clone()]);
+    cleanup(&[&mine, &other], &[], &[]);
+}
