@@ -145,3 +145,4 @@ deny contains msg if {
 		[op, r.kind, r.ref, owner_text(r)],
 	)
 }
+

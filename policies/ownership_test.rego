@@ -155,3 +155,4 @@ test_shared_networks_come_from_data if {
 test_no_resources_no_ownership_denial if {
 	outcome(object.remove(req(alice, "ContainerList", []), ["resources"])) == ""
 }
+

@@ -18,6 +18,7 @@ mod identity;
 mod limits;
 mod local;
 mod names;
+mod ownership;
 mod policy;
 mod replay;
 mod resolve;

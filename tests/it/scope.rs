@@ -400,9 +400,12 @@ fn ownership_survives_a_moat_restart() {
     let ps =
         lines(&as_role(&moat, &alice, "developer").ok(&["ps", "-a", "--format", "{{.Names}}"]));
     assert!(ps.contains(&ctr), "{ps:?}");
-    let ps = lines(&as_role(&moat, &bob, "developer").ok(&["ps", "-a", "--format", "{{.Names}}"]));
+    let db = as_role(&moat, &bob, "developer");
+    let ps = lines(&db.ok(&["ps", "-a", "--format", "{{.Names}}"]));
     assert!(!ps.contains(&ctr), "{ps:?}");
-    cleanup(&[&ctr], &[], &[]);
+    assert_refused(&db, &["rm", &ctr], &format!("belongs to {alice}"));
+    as_role(&moat, &alice, "developer").ok(&["rm", &ctr]);
+    assert!(!exists("containers", &ctr));
 }
 
 /// A CI job (a bearer token in group `ci`) owns what it creates under its
