@@ -1,7 +1,11 @@
 //! Reports how long the shipped policy pack takes to decide a ContainerCreate
-//! (the docker CLI's real body) through the real `Policy`: median and p99 on
-//! one thread, then the same on every core at once. It reports; it never
-//! asserts (no timing thresholds in tests). Run: `cargo bench --bench policy`.
+//! (the docker CLI's real body) and an admin's `GET /_ping` through the real
+//! `Policy`: median and p99 on one thread, then the same on every core at
+//! once. Each is measured twice: evaluated (every request from a new client
+//! port, so the memo of `policy/memo.rs` misses, as for the first request
+//! of every connection) and remembered (the same request again, a memo
+//! hit). It reports; it never asserts (no timing thresholds in tests).
+//! Run: `cargo bench --bench policy`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -57,9 +61,29 @@ static CREATE: Operation = Operation {
     body: BodyKind::Inspect,
 };
 
+/// Which memo outcome a measurement sees.
+#[derive(Clone, Copy)]
+enum Memo {
+    /// A new client port for every request: a miss, the pack evaluated.
+    Miss,
+    /// The same request every time: a hit after the first.
+    Hit,
+}
+
+impl Memo {
+    fn client(self, i: usize) -> std::net::SocketAddr {
+        let port = match self {
+            Memo::Miss => 1024 + (i % 60_000) as u16,
+            Memo::Hit => 40000,
+        };
+        std::net::SocketAddr::from(([127, 0, 0, 1], port))
+    }
+}
+
 /// Decides through `Policy::decide`, exactly as the gateway does: input
-/// built from the request facts, body converted once, one VM run.
-fn measure(policy: &Policy, doc: &serde_json::Value, n: usize) -> Vec<Duration> {
+/// built from the request facts, body converted once, one VM run (or a
+/// memo hit).
+fn measure(policy: &Policy, doc: &serde_json::Value, n: usize, memo: Memo) -> Vec<Duration> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
@@ -90,7 +114,7 @@ fn measure(policy: &Policy, doc: &serde_json::Value, n: usize) -> Vec<Duration> 
         local: None,
     };
     let body = doc["Body"].clone();
-    let facts = Facts {
+    let mut facts = Facts {
         method: &method,
         uri: &uri,
         headers: &headers,
@@ -98,11 +122,12 @@ fn measure(policy: &Policy, doc: &serde_json::Value, n: usize) -> Vec<Duration> 
         api_version: route.api_version.as_deref(),
         body: Some(&body),
         identity: &identity,
-        client: "127.0.0.1:40000".parse().unwrap(),
+        client: memo.client(0),
         resources: &[],
     };
     let mut times = Vec::with_capacity(n);
-    for _ in 0..n {
+    for i in 0..n {
+        facts.client = memo.client(i);
         let start = Instant::now();
         let decision = rt.block_on(policy.decide(&facts));
         times.push(start.elapsed());
@@ -113,7 +138,7 @@ fn measure(policy: &Policy, doc: &serde_json::Value, n: usize) -> Vec<Duration> 
 
 /// `GET /_ping` by an admin with a client certificate, as the gateway
 /// bench sends it: no body, the whole pack still runs.
-fn measure_ping(policy: &Policy, n: usize) -> Vec<Duration> {
+fn measure_ping(policy: &Policy, n: usize, memo: Memo) -> Vec<Duration> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
@@ -149,7 +174,7 @@ fn measure_ping(policy: &Policy, n: usize) -> Vec<Duration> {
         token_id: None,
         local: None,
     };
-    let facts = Facts {
+    let mut facts = Facts {
         method: &method,
         uri: &uri,
         headers: &headers,
@@ -157,11 +182,12 @@ fn measure_ping(policy: &Policy, n: usize) -> Vec<Duration> {
         api_version: route.api_version.as_deref(),
         body: None,
         identity: &identity,
-        client: "127.0.0.1:40000".parse().unwrap(),
+        client: memo.client(0),
         resources: &[],
     };
     let mut times = Vec::with_capacity(n);
-    for _ in 0..n {
+    for i in 0..n {
+        facts.client = memo.client(i);
         let start = Instant::now();
         let decision = rt.block_on(policy.decide(&facts));
         times.push(start.elapsed());
@@ -196,16 +222,47 @@ fn main() {
     );
     // MOAT_BENCH_PING_ONLY=1: only the /_ping case, 10× longer (for a profiler).
     if std::env::var_os("MOAT_BENCH_PING_ONLY").is_some() {
-        report("GET /_ping (admin)", measure_ping(&policy, ITERATIONS * 10));
+        report(
+            "GET /_ping (admin), evaluated",
+            measure_ping(&policy, ITERATIONS * 10, Memo::Miss),
+        );
         return;
     }
-    measure(&policy, &doc, WARMUP);
-    report("1 thread ", measure(&policy, &doc, ITERATIONS));
-    measure_ping(&policy, WARMUP);
-    report("GET /_ping (admin)", measure_ping(&policy, ITERATIONS));
+    println!(
+        "memoized: {} (builtins that prevent it: {:?})",
+        policy.impure_builtins().is_empty(),
+        policy.impure_builtins()
+    );
+    measure(&policy, &doc, WARMUP, Memo::Miss);
+    report(
+        "ContainerCreate, 1 thread, evaluated (memo miss)",
+        measure(&policy, &doc, ITERATIONS, Memo::Miss),
+    );
+    report(
+        "ContainerCreate, 1 thread, remembered (memo hit)",
+        measure(&policy, &doc, ITERATIONS, Memo::Hit),
+    );
+    measure_ping(&policy, WARMUP, Memo::Miss);
+    report(
+        "GET /_ping (admin), evaluated (memo miss)",
+        measure_ping(&policy, ITERATIONS, Memo::Miss),
+    );
+    report(
+        "GET /_ping (admin), remembered (memo hit)",
+        measure_ping(&policy, ITERATIONS, Memo::Hit),
+    );
 
-    // Where the time goes: converting the input to regorus' value type, and
-    // a trivial policy (VM overhead) on the same input.
+    // Where the time goes: the memo key (SHA-256 of the serialized input),
+    // converting the input to regorus' value type, and a trivial policy (VM
+    // overhead) on the same input.
+    let mut keys = Vec::with_capacity(ITERATIONS);
+    for _ in 0..ITERATIONS {
+        let start = Instant::now();
+        let k = moat::policy::memo::key("0123456789abcdef", &doc);
+        keys.push(start.elapsed());
+        std::hint::black_box(k);
+    }
+    report("memo key of the ContainerCreate input", keys);
     let mut conv = Vec::with_capacity(ITERATIONS);
     for _ in 0..ITERATIONS {
         let d = doc.clone();
@@ -228,23 +285,32 @@ fn main() {
         &config::Limits::default(),
     )
     .unwrap();
-    measure(&baseline, &doc, WARMUP);
-    report("trivial policy", measure(&baseline, &doc, ITERATIONS));
+    measure(&baseline, &doc, WARMUP, Memo::Miss);
+    report(
+        "trivial policy, evaluated (memo miss)",
+        measure(&baseline, &doc, ITERATIONS, Memo::Miss),
+    );
 
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let all = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|_| {
-                s.spawn(|| {
-                    measure(&policy, &doc, WARMUP);
-                    measure(&policy, &doc, ITERATIONS / threads)
+    for memo in [Memo::Miss, Memo::Hit] {
+        let all = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..threads)
+                .map(|_| {
+                    s.spawn(|| {
+                        measure(&policy, &doc, WARMUP, memo);
+                        measure(&policy, &doc, ITERATIONS / threads, memo)
+                    })
                 })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap())
-            .collect::<Vec<_>>()
-    });
-    report(&format!("{threads} threads"), all);
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap())
+                .collect::<Vec<_>>()
+        });
+        let what = match memo {
+            Memo::Miss => "evaluated",
+            Memo::Hit => "remembered",
+        };
+        report(&format!("ContainerCreate, {threads} threads, {what}"), all);
+    }
 }

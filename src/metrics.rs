@@ -91,6 +91,8 @@ pub struct Metrics {
     request_duration: Histogram,
     overhead: Histogram,
     policy_eval: Histogram,
+    memo_hit: Counter,
+    memo_miss: Counter,
     reload_ok: Counter,
     reload_error: Counter,
     auth_failures: Family<ReasonLabels, Counter>,
@@ -165,6 +167,14 @@ impl Metrics {
             "Policy reloads, by result (ok, error)",
             reloads.clone(),
         );
+        let memo = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "moat_policy_memo",
+            "Decisions of a memoized policy, by result (hit: remembered, miss: evaluated)",
+            memo.clone(),
+        );
+        let memo_hit = memo.get_or_create_owned(&ResultLabels { result: "hit" });
+        let memo_miss = memo.get_or_create_owned(&ResultLabels { result: "miss" });
         let reload_ok = reloads.get_or_create_owned(&ResultLabels { result: "ok" });
         let reload_error = reloads.get_or_create_owned(&ResultLabels { result: "error" });
         let auth_failures = Family::<ReasonLabels, Counter>::default();
@@ -260,6 +270,8 @@ impl Metrics {
             request_duration,
             overhead,
             policy_eval,
+            memo_hit,
+            memo_miss,
             reload_ok,
             reload_error,
             auth_failures,
@@ -329,6 +341,11 @@ impl Metrics {
 
     pub fn policy_eval(&self, d: Duration) {
         self.policy_eval.observe(d.as_secs_f64());
+    }
+
+    /// A decision of a memoized policy: remembered (`hit`) or evaluated.
+    pub fn policy_memo(&self, hit: bool) {
+        if hit { &self.memo_hit } else { &self.memo_miss }.inc();
     }
 
     /// A client that could not be authenticated; `reason` is a short fixed
@@ -494,6 +511,7 @@ mod tests {
             "moat_policy_eval_seconds_count",
             "moat_policy_reloads_total{result=\"ok\"}",
             "moat_policy_reloads_total{result=\"error\"}",
+            "moat_policy_memo_total{result=\"hit\"}",
             "moat_auth_failures_total{reason=\"no_certificate\"}",
             "moat_tls_handshake_failures_total",
             "moat_connections_active",
@@ -551,6 +569,9 @@ mod tests {
         m.audit_write_error();
         m.audit_fsync();
         m.policy_eval(Duration::from_micros(70));
+        m.policy_memo(true);
+        m.policy_memo(true);
+        m.policy_memo(false);
         let t = m.encode();
         let cases: &[(&str, f64)] = &[
             (
@@ -570,6 +591,8 @@ mod tests {
             ("moat_policy_eval_seconds_count", 1.0),
             (r#"moat_policy_reloads_total{result="ok"}"#, 1.0),
             (r#"moat_policy_reloads_total{result="error"}"#, 2.0),
+            (r#"moat_policy_memo_total{result="hit"}"#, 2.0),
+            (r#"moat_policy_memo_total{result="miss"}"#, 1.0),
             (r#"moat_auth_failures_total{reason="revoked"}"#, 2.0),
             ("moat_tls_handshake_failures_total", 1.0),
             ("moat_connections_active", 1.0),

@@ -9,13 +9,17 @@
 //!
 //! The set is swapped atomically on reload (file watcher or SIGHUP, see
 //! [`watch`]); a reload that fails keeps the last good set and is reported by
-//! [`Policy::status`] and the reload metric. `moat policy test` runs the
+//! [`Policy::status`] and the reload metric. A set that calls no builtin
+//! whose result depends on anything but `input` and `data` remembers its
+//! decisions, keyed on a hash of the whole input document ([`memo`]); a
+//! reload starts a new, empty memo. `moat policy test` runs the
 //! `*_test.rego` rules in the interpreter ([`testing`]), since the RVM has no
 //! `with`.
 
 pub mod eval;
 pub mod explain;
 pub mod input;
+pub mod memo;
 pub mod set;
 pub mod testing;
 pub mod watch;
@@ -111,6 +115,7 @@ impl Policy {
                  scaling across threads; set RUST_LIB_BACKTRACE=0"
             );
         }
+        log_memo(&compiled);
         Ok(Policy {
             dir: cfg.dir.clone(),
             timeout: limits.policy_eval_timeout,
@@ -142,11 +147,33 @@ impl Policy {
     }
 
     /// Decides one request. Never fails: anything but a clean allow is a
-    /// deny with a reason.
+    /// deny with a reason. A deterministic set answers an input it has
+    /// decided before from its memo ([`memo`]); `op` and `user`, the only
+    /// other things a decision is made of, are fields of the input too.
     pub async fn decide(&self, facts: &Facts<'_>) -> Decision {
         let start = Instant::now();
-        let doc = input::build_value(facts);
-        let decision = self.decide_value(doc, facts.route.op.id.as_str(), &facts.identity.name);
+        let set = self.current.load_full();
+        let derived = input::Derived::new(facts);
+        let doc = input::Input::new(facts, &derived);
+        let (op, user) = (facts.route.op.id.as_str(), facts.identity.name.as_str());
+        let memo = set
+            .memo
+            .as_ref()
+            .and_then(|m| Some((m, memo::key(&set.revision, &doc)?)));
+        let remembered = memo.as_ref().and_then(|(m, k)| m.get(k));
+        if let (Some(metrics), Some(_)) = (&self.metrics, &memo) {
+            metrics.policy_memo(remembered.is_some());
+        }
+        let decision = match remembered {
+            Some(d) => d,
+            None => {
+                let (decision, clean) = self.evaluate(&set, input::value::to_value(&doc), op, user);
+                if let (Some((m, k)), true) = (memo, clean) {
+                    m.insert(k, decision.clone());
+                }
+                decision
+            }
+        };
         if let Some(m) = &self.metrics {
             m.policy_eval(start.elapsed());
         }
@@ -154,15 +181,31 @@ impl Policy {
     }
 
     /// Decides a prepared input document (used by `moat policy eval` and the
-    /// benchmark). `op` and `user` name the request in the fallback reason.
+    /// benchmark), always by evaluating it. `op` and `user` name the request
+    /// in the fallback reason.
     pub fn decide_input(&self, doc: serde_json::Value, op: &str, user: &str) -> Decision {
-        self.decide_value(regorus::Value::from(doc), op, user)
+        let set = self.current.load_full();
+        self.evaluate(&set, regorus::Value::from(doc), op, user).0
     }
 
-    fn decide_value(&self, doc: regorus::Value, op: &str, user: &str) -> Decision {
-        let set = self.current.load_full();
-        match eval::run(&set, doc, self.timeout) {
-            Ok(raw) => eval::decide(raw, op, user, &set.revision),
+    /// The builtins that keep the current set from being memoized (empty
+    /// when its decisions are memoized).
+    pub fn impure_builtins(&self) -> Vec<String> {
+        self.current.load().impure.clone()
+    }
+
+    /// Evaluates `doc` with `set`; the flag says whether the decision is the
+    /// policy's own (not a timeout or an evaluation error), so that it may
+    /// be remembered.
+    fn evaluate(
+        &self,
+        set: &set::Compiled,
+        doc: regorus::Value,
+        op: &str,
+        user: &str,
+    ) -> (Decision, bool) {
+        let decision = match eval::run(set, doc, self.timeout) {
+            Ok(raw) => return (eval::decide(raw, op, user, &set.revision), true),
             Err(eval::EvalFailure::Timeout) => Decision {
                 allow: false,
                 reasons: vec![format!(
@@ -186,7 +229,8 @@ impl Policy {
                     view_scope: None,
                 }
             }
-        }
+        };
+        (decision, false)
     }
 
     /// Re-reads and recompiles the policy directory. On success the new set
@@ -207,6 +251,7 @@ impl Policy {
         match result {
             Ok(Some(compiled)) => {
                 tracing::info!(revision = %compiled.revision, dir = %self.dir.display(), "policy reloaded");
+                log_memo(&compiled);
                 self.current.store(Arc::new(compiled));
                 *last = None;
                 Ok(())
@@ -238,6 +283,19 @@ impl Policy {
                 self.current.load().revision
             )),
         }
+    }
+}
+
+/// Says whether `set`'s decisions are memoized, and if not, why.
+fn log_memo(set: &set::Compiled) {
+    if set.impure.is_empty() {
+        tracing::info!(revision = %set.revision, "policy decisions are memoized (exact input match)");
+    } else {
+        tracing::info!(
+            revision = %set.revision,
+            builtins = %set.impure.join(", "),
+            "policy decisions are not memoized: the policy calls builtins whose result is not a function of input and data"
+        );
     }
 }
 

@@ -11,6 +11,7 @@ use regorus::rvm::Program;
 use regorus::{Engine, Rc};
 use sha2::{Digest, Sha256};
 
+use super::memo::{self, Memo};
 use super::PolicyError;
 
 /// The rule that must be true for a request to be allowed.
@@ -197,6 +198,12 @@ pub struct Compiled {
     pub data: regorus::Value,
     /// Whether the policy defines `data.docker.authz.deny` at all.
     pub has_deny: bool,
+    /// The builtins the program calls whose result is not a function of
+    /// `input` and `data` ([`memo::impure_builtins`]); empty when none.
+    pub impure: Vec<String>,
+    /// This set's remembered decisions; `None` when [`Compiled::impure`]
+    /// is not empty (every request is then evaluated).
+    pub memo: Option<Memo>,
 }
 
 impl Compiled {
@@ -254,12 +261,16 @@ impl Compiled {
         probe
             .set_data(data.clone())
             .map_err(|e| PolicyError::Data(format!("data conflicts with a policy rule: {e}")))?;
+        let impure = memo::impure_builtins(&program);
+        let memo = impure.is_empty().then(|| Memo::new(memo::CAPACITY));
         Ok(Compiled {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             revision: sources.revision.clone(),
             program,
             data,
             has_deny,
+            impure,
+            memo,
         })
     }
 }

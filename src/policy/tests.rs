@@ -14,7 +14,7 @@ use super::*;
 use crate::classify::{BodyKind, Operation, Route};
 use crate::identity::{AuthMethod, Identity};
 
-fn shipped() -> PathBuf {
+pub(super) fn shipped() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")
 }
 
@@ -24,7 +24,7 @@ fn testdata(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn load(dir: &Path) -> Policy {
+pub(super) fn load(dir: &Path) -> Policy {
     Policy::load(
         &config::Policy {
             dir: dir.to_path_buf(),
@@ -54,7 +54,7 @@ fn route(op: &'static str, readonly: bool, path: &str, params: &[(&'static str, 
     }
 }
 
-fn identity(name: &str, groups: &[&str], scopes: &[&str]) -> Identity {
+pub(super) fn identity(name: &str, groups: &[&str], scopes: &[&str]) -> Identity {
     Identity {
         name: name.into(),
         groups: groups.iter().map(|s| s.to_string()).collect(),
@@ -71,8 +71,8 @@ fn identity(name: &str, groups: &[&str], scopes: &[&str]) -> Identity {
     }
 }
 
-struct Req {
-    op: &'static str,
+pub(super) struct Req {
+    pub(super) op: &'static str,
     readonly: bool,
     method: &'static str,
     path: &'static str,
@@ -81,7 +81,7 @@ struct Req {
     body: Option<Value>,
 }
 
-fn req(op: &'static str, method: &'static str, path: &'static str) -> Req {
+pub(super) fn req(op: &'static str, method: &'static str, path: &'static str) -> Req {
     Req {
         op,
         readonly: method == "GET" || method == "HEAD",
@@ -105,7 +105,7 @@ fn create_hc(hc: Value) -> Req {
 }
 
 /// Calls `f` with the facts of request `r` by `who`.
-fn with_facts<T>(r: &Req, who: &Identity, f: impl FnOnce(&Facts<'_>) -> T) -> T {
+pub(super) fn with_facts<T>(r: &Req, who: &Identity, f: impl FnOnce(&Facts<'_>) -> T) -> T {
     let mut rt = route(r.op, r.readonly, r.path, &r.params);
     rt.query = r
         .query
@@ -144,7 +144,7 @@ fn fixture(name: &str) -> Value {
     serde_json::from_str(&std::fs::read_to_string(testdata(name)).unwrap()).unwrap()
 }
 
-struct People {
+pub(super) struct People {
     admin: Identity,
     dev: Identity,
     viewer: Identity,
@@ -153,7 +153,7 @@ struct People {
     nobody: Identity,
 }
 
-fn people() -> People {
+pub(super) fn people() -> People {
     People {
         admin: identity("ada", &["admin"], &[]),
         dev: identity("dana", &["developer"], &[]),
@@ -165,7 +165,7 @@ fn people() -> People {
 }
 
 /// The data-driven table: (case, request, who, allowed, message substring).
-fn cases(who: &People) -> Vec<(&'static str, Req, &Identity, bool, &'static str)> {
+pub(super) fn cases(who: &People) -> Vec<(&'static str, Req, &Identity, bool, &'static str)> {
     let People {
         admin,
         dev,
@@ -404,7 +404,7 @@ fn input_document_shape() {
     assert_eq!(doc["BindMounts"][0]["ReadOnly"], true);
 }
 
-fn write(dir: &Path, name: &str, text: &str) {
+pub(super) fn write(dir: &Path, name: &str, text: &str) {
     // Replace by rename, as editors and ConfigMaps do.
     let tmp = dir.join(format!(".{name}.tmp"));
     std::fs::write(&tmp, text).unwrap();
