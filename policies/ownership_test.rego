@@ -140,6 +140,10 @@ test_teams_share_a_scope if {
 	contains(outcome(req(carol, "ContainerCreate", [dans_priv])), "reaches the host (privileged) and belongs to dan") with data.moat.owner_scopes as teams
 	outcome(req(dan, "ContainerCreate", [dans_priv])) == "" with data.moat.owner_scopes as teams
 
+	# A host cgroup namespace alone (cgroup v1's default) is shared.
+	dans_v1 := res("container", "path", "app", team_owner("dan", "web"), ["cgroupns=host"])
+	outcome(req(carol, "ContainerExec", [dans_v1])) == "" with data.moat.owner_scopes as teams
+
 	# One identity, one scope.
 	both := person("eve", ["developer", "web-devs", "db-devs"])
 	contains(outcome(req(both, "ContainerList", [])), "groups of several teams (db, web)") with data.moat.owner_scopes as teams

@@ -349,3 +349,132 @@ fn a_developers_workflow_works_end_to_end() {
     d.ok(&["network", "rm", &net]);
     assert!(!exists("containers", &ctr) && !exists("volumes", &vol) && !exists("networks", &net));
 }
+
+/// Viewers read everything, except the environment of another's container.
+#[test]
+fn viewers_read_but_not_anothers_environment() {
+    let moat = Moat::start();
+    let alice = unique("alice");
+    let da = as_role(&moat, &alice, "developer");
+    let viewer_name = unique("vic");
+    let viewer = as_role(&moat, &viewer_name, "viewer");
+    let (ctr, secret) = (unique("env"), unique("s3cret"));
+    let env = format!("TOKEN={secret}");
+    da.ok(&[
+        "run",
+        "-d",
+        "--name",
+        &ctr,
+        "-e",
+        &env,
+        image(),
+        "sh",
+        "-c",
+        "echo started; sleep 300",
+    ]);
+    let ps = viewer.ok(&["ps", "--format", "{{.Names}}"]);
+    assert!(ps.lines().any(|l| l == ctr), "{ps}");
+    // The docker CLI inspects before reading logs, so `docker logs` of
+    // another's container fails for a viewer; the logs themselves are
+    // readable.
+    let bundle = pki().client(&viewer_name, "viewer");
+    let target = format!(
+        "GET /containers/{ctr}/logs?stdout=1 HTTP/1.1\r\nHost: moat\r\nConnection: close\r\n\r\n"
+    );
+    let answer = raw::exchange(moat.addr, &bundle, target.as_bytes()).unwrap();
+    assert_eq!(raw::status(&answer), 200, "{answer}");
+    assert!(answer.contains("started"), "{answer}");
+    let stderr = refused(
+        &viewer,
+        &["inspect", "--type", "container", &ctr],
+        &[
+            "shows the environment (secrets)",
+            &format!("belongs to {alice}"),
+        ],
+    );
+    assert!(!stderr.contains(&secret), "{stderr}");
+    cleanup(&[&ctr], &[], &[]);
+}
+
+/// A pack whose data maps groups to roles and teams: `web-devs` are
+/// developers of team `web`, `web-admins` admins of the same team.
+fn team_pack() -> PathBuf {
+    let dir = tempdir("moat-team-pack-");
+    for entry in std::fs::read_dir(crate::support::repo().join("policies")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+    }
+    let path = dir.join("data.json");
+    let mut data: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    data["moat"]["group_roles"]["web-devs"] = serde_json::json!(["developer"]);
+    data["moat"]["group_roles"]["web-admins"] = serde_json::json!(["admin"]);
+    data["moat"]["owner_scopes"] = serde_json::json!({"web-devs": "web", "web-admins": "web"});
+    std::fs::write(&path, data.to_string()).unwrap();
+    dir
+}
+
+/// A team shares its objects; an object of the team that reaches the host
+/// stays its creator's.
+#[test]
+fn a_team_shares_its_objects_but_not_the_hosts() {
+    let moat = Moat::start_with(crate::support::MoatOptions {
+        policy_dir: Some(team_pack()),
+        ..Default::default()
+    });
+    let (carol, dan, lead) = (unique("carol"), unique("dan"), unique("lead"));
+    let dc = as_role(&moat, &carol, "web-devs");
+    let dd = as_role(&moat, &dan, "web-devs");
+    let dl = as_role(&moat, &lead, "web-admins");
+    let outsider = as_role(&moat, &unique("bob"), "developer");
+    let (app, ops) = (unique("team-app"), unique("team-ops"));
+    dc.ok(&["run", "-d", "--name", &app, image(), "sleep", "300"]);
+    let (_, doc) = engine().api("GET", &format!("/containers/{app}/json"), None);
+    assert_eq!(
+        doc["Config"]["Labels"]["io.moat.scope"], "team:web",
+        "{doc}"
+    );
+    assert_eq!(
+        doc["Config"]["Labels"]["io.moat.owner"],
+        carol.as_str(),
+        "{doc}"
+    );
+
+    // dan works on carol's container; an outsider does not see it.
+    assert_eq!(dd.ok(&["exec", &app, "echo", "team"]), "team\n");
+    let ps = dd.ok(&["ps", "--format", "{{.Names}}"]);
+    assert!(ps.lines().any(|l| l == app), "{ps}");
+    let ps = outsider.ok(&["ps", "--format", "{{.Names}}"]);
+    assert!(!ps.lines().any(|l| l == app), "{ps}");
+    refused(
+        &outsider,
+        &["stop", &app],
+        &["belongs to", "scope team:web"],
+    );
+
+    // The team's admin runs a host-network container: the team's
+    // developers may not use it.
+    dl.ok(&[
+        "create",
+        "--name",
+        &ops,
+        "--network",
+        "host",
+        image(),
+        "sleep",
+        "300",
+    ]);
+    let hostnet = format!("container:{ops}");
+    refused(
+        &dc,
+        &["run", "--rm", "--network", &hostnet, image(), "true"],
+        &[
+            "reaches the host (network=host",
+            &format!("belongs to {lead}"),
+        ],
+    );
+    refused(&dd, &["rm", "-f", &ops], &["reaches the host"]);
+    assert!(exists("containers", &ops));
+    dd.ok(&["rm", "-f", &app]);
+    cleanup(&[&ops], &[], &[]);
+}
