@@ -274,3 +274,65 @@ fn a_request_naming_too_many_objects_is_refused_naming_the_limit() {
     assert!(sent(&fake, "/containers/c").is_empty(), "nothing looked up");
     assert!(sent(&fake, "/create").is_empty());
 }
+
+// ------------------------------------------------------------ ownership
+
+/// A ContainerCreate as developer `alice` mounting volume `name` (`-v`).
+fn create_mounting(moat: &Moat, name: &str) -> String {
+    let body =
+        json!({"Image": "busybox", "HostConfig": {"Binds": [format!("{name}:/data")]}}).to_string();
+    raw::exchange(
+        moat.addr,
+        &pki().client("alice", "developer"),
+        format!(
+            "POST /v1.41/containers/create HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .unwrap()
+}
+
+/// A named volume a create mounts and that does not exist is created by
+/// moat, labelled as the caller's; if one of that name appears between the
+/// lookup and moat's create and is not the caller's, the container create
+/// is refused (409) and never forwarded.
+#[test]
+fn a_volume_that_appears_between_lookup_and_create_is_not_taken_over() {
+    let fake = FakeEngine::start();
+    let moat = Moat::start_with(MoatOptions {
+        engine_socket: Some(fake.socket.clone()),
+        ..Default::default()
+    });
+
+    // No race: moat creates `fresh` with alice's labels, then forwards.
+    let _ = create_mounting(&moat, "fresh");
+    let (status, volume) = fake.get("/volumes/fresh");
+    assert_eq!(status, 200, "{volume}");
+    assert_eq!(volume["Labels"]["io.moat.owner"], "alice", "{volume}");
+    assert_eq!(volume["Labels"]["io.moat.scope"], "user:alice", "{volume}");
+    assert_eq!(sent(&fake, "POST /v1.41/containers/create").len(), 1);
+
+    // bob's `data` appears right after moat looked it up.
+    fake.add_after(
+        "GET /volumes/data",
+        Kind::Volume,
+        "data",
+        &[("io.moat.owner", "bob"), ("io.moat.scope", "user:bob")],
+    );
+    let resp = create_mounting(&moat, "data");
+    assert_eq!(raw::status(&resp), 409, "{resp}");
+    assert!(
+        resp.contains("volume `data` was created meanwhile by someone else (owner: bob)"),
+        "{resp}"
+    );
+    assert_eq!(
+        sent(&fake, "POST /v1.41/containers/create").len(),
+        1,
+        "forwarded"
+    );
+    assert_eq!(
+        fake.get("/volumes/data").1["Labels"]["io.moat.owner"],
+        "bob"
+    );
+}

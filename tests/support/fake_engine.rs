@@ -10,7 +10,8 @@
 //! What it answers (with or without a `/v1.xx` prefix): `/_ping`,
 //! `/version` and `/info` (what moat learns about an engine), `GET /containers/json` (`filters={"label":[…]}`),
 //! `GET /containers/{ref}/json`, the same for `images`, `volumes` and
-//! `networks`, and `GET /exec/{id}/json`. Containers, networks and execs are
+//! `networks`, `GET /exec/{id}/json`, and `POST /volumes/create` (an
+//! existing volume is answered as it is, as the daemon does). Containers, networks and execs are
 //! found by full id, unique id prefix or name; images by tag (`name` means
 //! `name:latest`) or id; volumes by name. Anything else is a 404, as the
 //! daemon answers an unknown route.
@@ -70,6 +71,8 @@ struct State {
     /// After a request `METHOD target` is answered, the names of two
     /// objects (by id) are swapped: a rename race.
     swap_after: Option<(String, String, String)>,
+    /// An object added once a request has been answered (`add_after`).
+    appear_after: Option<(String, Object)>,
 }
 
 /// The fake engine; it stops serving when dropped (its socket is removed
@@ -103,28 +106,20 @@ impl FakeEngine {
         }
     }
 
+    /// Once a request `request` (`METHOD target`) has been answered, adds an
+    /// object (as [`FakeEngine::add`]): one that appears between moat's
+    /// lookup and its use, e.g. a volume someone else creates meanwhile.
+    pub(crate) fn add_after(&self, request: &str, kind: Kind, name: &str, labels: &[(&str, &str)]) {
+        let object = new_object(kind, name, labels);
+        self.state.lock().unwrap().appear_after = Some((request.to_string(), object));
+    }
+
     /// Adds an object; returns its id (64 hex digits, derived from kind and
     /// name; an image's is `sha256:`-prefixed as the daemon's are).
     pub(crate) fn add(&self, kind: Kind, name: &str, labels: &[(&str, &str)]) -> String {
-        let hex = hex::encode(Sha256::digest(format!("{}/{name}", kind.noun())));
-        let id = match kind {
-            Kind::Image => format!("sha256:{hex}"),
-            Kind::Volume => name.to_string(),
-            _ => hex,
-        };
-        let name = match kind {
-            Kind::Image if !name.contains(':') => format!("{name}:latest"),
-            _ => name.to_string(),
-        };
-        self.state.lock().unwrap().objects.push(Object {
-            kind,
-            id: id.clone(),
-            name,
-            labels: labels
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        });
+        let object = new_object(kind, name, labels);
+        let id = object.id.clone();
+        self.state.lock().unwrap().objects.push(object);
         id
     }
 
@@ -188,6 +183,29 @@ impl FakeEngine {
     }
 }
 
+/// An object of `kind` named `name`, its id derived from both.
+fn new_object(kind: Kind, name: &str, labels: &[(&str, &str)]) -> Object {
+    let hex = hex::encode(Sha256::digest(format!("{}/{name}", kind.noun())));
+    let id = match kind {
+        Kind::Image => format!("sha256:{hex}"),
+        Kind::Volume => name.to_string(),
+        _ => hex,
+    };
+    let name = match kind {
+        Kind::Image if !name.contains(':') => format!("{name}:latest"),
+        _ => name.to_string(),
+    };
+    Object {
+        kind,
+        id,
+        name,
+        labels: labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    }
+}
+
 /// Answers one request on `conn`, then closes it.
 fn serve(conn: UnixStream, state: &Mutex<State>) {
     let mut reader = BufReader::new(conn);
@@ -221,10 +239,20 @@ fn serve(conn: UnixStream, state: &Mutex<State>) {
         let _ = conn.read(&mut [0u8; 1]);
         return;
     }
-    let (status, content_type, payload) = answer(state, &method, &target);
+    let (status, content_type, payload) = answer(state, &method, &target, &body);
     swap_after(state, &method, &target);
+    {
+        let mut state = state.lock().unwrap();
+        let due = matches!(&state.appear_after, Some((r, _)) if *r == format!("{method} {target}"));
+        if due {
+            if let Some((_, object)) = state.appear_after.take() {
+                state.objects.push(object);
+            }
+        }
+    }
     let reason = match status {
         200 => "OK",
+        201 => "Created",
         404 => "Not Found",
         _ => "Error",
     };
@@ -236,7 +264,12 @@ fn serve(conn: UnixStream, state: &Mutex<State>) {
     let _ = conn.write_all(response.as_bytes());
 }
 
-fn answer(state: &Mutex<State>, method: &str, target: &str) -> (u16, &'static str, String) {
+fn answer(
+    state: &Mutex<State>,
+    method: &str,
+    target: &str,
+    body: &[u8],
+) -> (u16, &'static str, String) {
     let mut state = state.lock().unwrap();
     state.requests.push(format!("{method} {target}"));
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
@@ -272,6 +305,36 @@ fn answer(state: &Mutex<State>, method: &str, target: &str) -> (u16, &'static st
             return match state.execs.iter().find(|e| e.id.starts_with(id)) {
                 Some(e) => json(json!({"ID": e.id, "ContainerID": e.container, "Running": false})),
                 None => not_found(&format!("No such exec instance: {id}")),
+            };
+        }
+        ("POST", ["volumes", "create"]) => {
+            // The daemon answers the create of an existing volume with it.
+            let body: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+            let name = body["Name"].as_str().unwrap_or_default().to_string();
+            if !state
+                .objects
+                .iter()
+                .any(|o| o.kind == Kind::Volume && o.name == name)
+            {
+                let labels: Vec<(String, String)> = body["Labels"]
+                    .as_object()
+                    .map(|m| {
+                        m.iter()
+                            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let labels: Vec<(&str, &str)> = labels
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
+                let object = new_object(Kind::Volume, &name, &labels);
+                state.objects.push(object);
+            }
+            let created = lookup(&state, Kind::Volume, &name).map(inspect);
+            return match created {
+                Ok(v) => (201, "application/json", v.to_string()),
+                Err(message) => not_found(&message),
             };
         }
         ("GET", ["containers", name, "json"]) => lookup(&state, Kind::Container, name),
