@@ -75,6 +75,14 @@ pub struct DecisionRecord {
     pub allow: bool,
     pub reasons: Vec<String>,
     pub policy_revision: String,
+    /// The decision's `owner_scope`: the `io.moat.scope` stamped on what the
+    /// request creates (absent when the policy gives none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner_scope: Option<String>,
+    /// The decision's `view_scope`: what lists, events and prunes were
+    /// narrowed to (absent: not narrowed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub view_scope: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -127,6 +135,8 @@ impl Record {
                 allow: false,
                 reasons: vec![reason],
                 policy_revision: String::new(),
+                owner_scope: None,
+                view_scope: None,
             }),
             response: None,
             input: None,

@@ -44,6 +44,8 @@ fn rec(id: &str, stage: Stage) -> Record {
             allow: true,
             reasons: vec![],
             policy_revision: "sha256:ab12".into(),
+            owner_scope: None,
+            view_scope: None,
         }),
         response: (stage == Stage::Complete).then_some(ResponseRecord {
             status: 201,

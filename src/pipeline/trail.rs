@@ -116,6 +116,8 @@ impl Trail {
             allow: d.allow,
             reasons: d.reasons.clone(),
             policy_revision: d.revision.clone(),
+            owner_scope: d.owner_scope.clone(),
+            view_scope: d.view_scope.clone(),
         });
     }
 
@@ -177,6 +179,8 @@ impl Trail {
                 allow: false,
                 reasons: vec![rejection.to_string()],
                 policy_revision: String::new(),
+                owner_scope: None,
+                view_scope: None,
             });
         }
     }

@@ -253,6 +253,26 @@ fn lists_show_a_developer_only_their_own_objects() {
         nets.contains(&an) && !nets.contains(&bn) && !nets.contains(&xn),
         "{nets:?}"
     );
+    // The audit record says what alice's list was narrowed to.
+    let records = moat.audit_records_once(|r| {
+        r["user"]["name"] == alice.as_str() && r["request"]["operation"] == "ContainerList"
+    });
+    let list = records
+        .iter()
+        .find(|r| {
+            r["user"]["name"] == alice.as_str() && r["request"]["operation"] == "ContainerList"
+        })
+        .unwrap();
+    assert_eq!(
+        list["decision"]["view_scope"],
+        format!("user:{alice}"),
+        "{list}"
+    );
+    assert_eq!(
+        list["decision"]["owner_scope"],
+        format!("user:{alice}"),
+        "{list}"
+    );
     let bob_ps = lines(&db.ok(&["ps", "-a", "--format", "{{.Names}}"]));
     assert!(bob_ps.contains(&bc) && !bob_ps.contains(&ac), "{bob_ps:?}");
 
