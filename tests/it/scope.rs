@@ -381,8 +381,15 @@ fn prune_removes_only_the_callers_own() {
     }
     let filter = format!("label={label}");
     da.ok(&["container", "prune", "-f", "--filter", &filter]);
-    // API 1.41 (the engine under test) prunes named volumes too.
-    da.ok(&["volume", "prune", "-f", "--filter", &filter]);
+    // Up to API 1.41 a volume prune removes named volumes too; from 1.42
+    // only with `--all`.
+    let api = da.ok(&["version", "--format", "{{.Server.APIVersion}}"]);
+    let minor: u32 = api.trim().trim_start_matches("1.").parse().unwrap_or(0);
+    let mut prune = vec!["volume", "prune", "-f", "--filter", &filter];
+    if minor >= 42 {
+        prune.push("--all");
+    }
+    da.ok(&prune);
     da.ok(&["network", "prune", "-f", "--filter", &filter]);
     assert!(!exists("containers", &ac) && !exists("volumes", &av) && !exists("networks", &an));
     assert!(
