@@ -302,6 +302,27 @@ impl Auditor {
         &self.path
     }
 
+    /// Returns once every record queued before the call is written and
+    /// fsynced (on shutdown: the writer thread is not waited for by the
+    /// process, so records still queued at exit would be lost).
+    pub async fn flush(&self) -> Result<(), AuditError> {
+        let (ack, done) = oneshot::channel();
+        self.tx
+            .send(Job {
+                fragment: String::new(),
+                ack: Some(ack),
+            })
+            .await
+            .map_err(|_| AuditError::Unavailable("the audit writer has stopped".into()))?;
+        match done.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(reason)) => Err(AuditError::Unavailable(reason)),
+            Err(_) => Err(AuditError::Unavailable(
+                "the audit writer stopped before answering".into(),
+            )),
+        }
+    }
+
     /// Stops accepting records, lets the writer finish the queued ones,
     /// fsync and exit. Records sent after this fail.
     pub async fn close(self) {

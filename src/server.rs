@@ -231,6 +231,14 @@ impl Server {
                 tracing::warn!("some connections did not close in time");
             }
         }
+        // The audit writer is a thread the process does not wait for:
+        // every record queued so far (completion records, refusals of
+        // connections) reaches the disk before `run` returns.
+        match tokio::time::timeout(Duration::from_secs(5), gateway.audit.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "audit log not flushed on shutdown"),
+            Err(_) => tracing::error!("audit log not flushed on shutdown within 5 s"),
+        }
         Ok(())
     }
 }

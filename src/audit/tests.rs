@@ -566,3 +566,28 @@ async fn a_lone_completion_record_is_fsynced_within_the_interval() {
     assert!(synced, "the completion record was never fsynced");
     a.close().await;
 }
+
+/// Regression: records nobody waits for (a completion, a refused
+/// connection) could still be queued when moat stopped, and the writer
+/// thread is not waited for by the process. `flush` returns once they are
+/// on disk; it writes no line of its own and is not counted as a record.
+#[tokio::test]
+async fn records_queued_at_shutdown_were_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("audit.log");
+    let metrics = Arc::new(Metrics::new());
+    let a = Auditor::open(&cfg(&file), metrics.clone()).await.unwrap();
+    for i in 0..50 {
+        if let Some(wait) = a.submit(rec(&format!("r{i}"), Stage::Complete)).unwrap() {
+            wait.await;
+        }
+    }
+    a.flush().await.unwrap();
+    // The writer is still running: without the flush, nothing says the
+    // lines are there yet.
+    assert_eq!(lines(&file).len(), 50);
+    assert_eq!(scrape(&metrics, "moat_audit_records_total"), 50.0);
+    a.record(rec("after", Stage::Decision)).await.unwrap();
+    a.close().await;
+    assert_eq!(verify_report(&[file]).unwrap().records, 51);
+}

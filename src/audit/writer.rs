@@ -191,13 +191,28 @@ impl Writer {
 
     fn write_batch(&mut self, batch: &mut Vec<Job>) {
         let mut written: Vec<Ack> = Vec::with_capacity(batch.len());
+        // Flush barriers (`Auditor::flush`): no line, an fsync, an answer.
+        let mut flushes: Vec<Ack> = Vec::new();
         for job in batch.drain(..) {
+            if job.fragment.is_empty() {
+                flushes.push(job.ack);
+                continue;
+            }
             match self.write_record(&job.fragment) {
                 Ok(()) => written.push(job.ack),
                 Err(f) => {
                     self.failed(&f);
                     answer(job.ack, Err(f.public));
                 }
+            }
+        }
+        if !flushes.is_empty() {
+            let result = self.fsync().map_err(|f| {
+                self.failed_quietly(&f);
+                f.public
+            });
+            for ack in flushes {
+                answer(ack, result.clone());
             }
         }
         if written.is_empty() {
