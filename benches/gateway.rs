@@ -14,7 +14,8 @@
 //! - `MOAT_BENCH_ROUNDS=N`: rounds per measurement (medians are reported).
 //! - `MOAT_BENCH_OUT=FILE`: where to write the JSON.
 //! - `MOAT_BENCH_ONLY=a,b`: run only these phases (`requests`, `stream`,
-//!   `cli`, `memory`), e.g. while profiling moat with `perf -p`.
+//!   `cli`, `memory`), e.g. while profiling moat with `perf -p`; `c32` is
+//!   the c=32 throughput of the `requests` phase alone.
 //! - `MOAT_BENCH_COMPARE_BIN=PATH`: also run this moat binary as a fourth
 //!   path, measured in the same rounds (an A/B of two builds on a noisy
 //!   machine).
@@ -224,57 +225,82 @@ fn main() {
         "bench: keep-alive latency, throughput, new connections ({} rounds)",
         plan.rounds
     );
-    for _ in 0..plan.rounds * usize::from(plan.runs("requests")) {
+    // `MOAT_BENCH_ONLY=c32`: only the c=32 throughput (for a profiler).
+    let all_requests = plan.runs("requests");
+    let c32 = all_requests
+        || plan
+            .only
+            .as_ref()
+            .is_some_and(|o| o.iter().any(|p| p == "c32"));
+    for _ in 0..plan.rounds * usize::from(c32) {
         for (p, t, _, pids) in &paths {
             rt.block_on(async {
-                let m0 = measure::moat_internals(world.moat_metrics);
-                let (p50, p99) = measure::latency(t, "/_ping", plan.ping_n)
-                    .await
-                    .expect("latency");
-                s.add(p, "ping_p50_us", p50);
-                s.add(p, "ping_p99_us", p99);
-                let m1 = measure::moat_internals(world.moat_metrics);
-                let (p50, p99) = measure::latency(t, "/containers/json", plan.containers_n)
-                    .await
-                    .expect("latency");
-                s.add(p, "containers_p50_us", p50);
-                s.add(p, "containers_p99_us", p99);
-                let (p50, _) = measure::latency(t, &inspect, plan.containers_n)
-                    .await
-                    .expect("latency");
-                s.add(p, "inspect_p50_us", p50);
-                if *p == "moat" {
-                    // moat's own share (engine time excluded), from its metrics.
+                if all_requests {
+                    let m0 = measure::moat_internals(world.moat_metrics);
+                    let memo0 = measure::memo_counts(world.moat_metrics);
+                    let (p50, p99) = measure::latency(t, "/_ping", plan.ping_n)
+                        .await
+                        .expect("latency");
+                    s.add(p, "ping_p50_us", p50);
+                    s.add(p, "ping_p99_us", p99);
+                    let m1 = measure::moat_internals(world.moat_metrics);
+                    let memo1 = measure::memo_counts(world.moat_metrics);
+                    let (p50, p99) = measure::latency(t, "/containers/json", plan.containers_n)
+                        .await
+                        .expect("latency");
+                    s.add(p, "containers_p50_us", p50);
+                    s.add(p, "containers_p99_us", p99);
                     let m2 = measure::moat_internals(world.moat_metrics);
-                    let keys = [
-                        (m0, m1, "moat_overhead_ping_us", "moat_policy_ping_us"),
-                        (
-                            m1,
-                            m2,
-                            "moat_overhead_containers_us",
-                            "moat_policy_containers_us",
-                        ),
-                    ];
-                    for (a, b, overhead, policy) in keys {
-                        let n = (b.2 - a.2).max(1.0);
-                        s.add(p, overhead, (b.0 - a.0) / n * 1e6);
-                        let n = (b.3 - a.3).max(1.0);
-                        s.add(p, policy, (b.1 - a.1) / n * 1e6);
+                    let (p50, _) = measure::latency(t, &inspect, plan.containers_n)
+                        .await
+                        .expect("latency");
+                    s.add(p, "inspect_p50_us", p50);
+                    if *p == "moat" {
+                        s.add(p, "memo_hit_pct_ping", measure::hit_pct(memo0, memo1));
+                        // moat's own share (engine time excluded), from its metrics.
+                        let keys = [
+                            (m0, m1, "moat_overhead_ping_us", "moat_policy_ping_us"),
+                            (
+                                m1,
+                                m2,
+                                "moat_overhead_containers_us",
+                                "moat_policy_containers_us",
+                            ),
+                        ];
+                        for (a, b, overhead, policy) in keys {
+                            let n = (b.2 - a.2).max(1.0);
+                            s.add(p, overhead, (b.0 - a.0) / n * 1e6);
+                            let n = (b.3 - a.3).max(1.0);
+                            s.add(p, policy, (b.1 - a.1) / n * 1e6);
+                        }
                     }
                 }
-                let rps = measure::throughput(t, "/_ping", 32, plan.window)
+                let (rps, cpu) = measure::throughput(t, "/_ping", 32, plan.window, pids)
                     .await
                     .expect("throughput");
                 s.add(p, "ping_rps_c32", rps);
-                let (rate, cpu) = measure::new_connections(t, 8, plan.window, pids)
-                    .await
-                    .expect("new connections");
-                s.add(p, "new_conns_per_s_c8", rate);
                 if let [front, engine] = cpu[..] {
-                    s.add(p, "front_cpu_ms_per_conn", front);
-                    s.add(p, "engine_cpu_ms_per_conn", engine);
+                    s.add(p, "front_cpu_us_per_req_c32", front);
+                    s.add(p, "engine_cpu_us_per_req_c32", engine);
                 } else {
-                    s.add(p, "engine_cpu_ms_per_conn", cpu[0]);
+                    s.add(p, "engine_cpu_us_per_req_c32", cpu[0]);
+                }
+                if all_requests {
+                    let memo0 = measure::memo_counts(world.moat_metrics);
+                    let (rate, cpu) = measure::new_connections(t, 8, plan.window, pids)
+                        .await
+                        .expect("new connections");
+                    s.add(p, "new_conns_per_s_c8", rate);
+                    if *p == "moat" {
+                        let memo1 = measure::memo_counts(world.moat_metrics);
+                        s.add(p, "memo_hit_pct_new_conns", measure::hit_pct(memo0, memo1));
+                    }
+                    if let [front, engine] = cpu[..] {
+                        s.add(p, "front_cpu_ms_per_conn", front);
+                        s.add(p, "engine_cpu_ms_per_conn", engine);
+                    } else {
+                        s.add(p, "engine_cpu_ms_per_conn", cpu[0]);
+                    }
                 }
             });
         }
@@ -311,6 +337,9 @@ fn main() {
             s.add(p, "run_i_ms", ms);
             let prev = run_i_works[*p].as_bool().unwrap_or(true);
             run_i_works[*p] = json!(prev && ok);
+            if !ok {
+                s.broken(p, "run_i_ms");
+            }
         }
     }
 

@@ -33,13 +33,15 @@ fn pct(sorted: &[f64], q: f64) -> f64 {
 }
 
 /// Requests per second with `conns` keep-alive connections for `dur`
-/// (connections are opened before the clock starts).
+/// (connections are opened before the clock starts), and the CPU
+/// microseconds each group of processes in `groups` spent per request.
 pub(crate) async fn throughput(
     t: &Target,
     path: &'static str,
     conns: usize,
     dur: Duration,
-) -> std::io::Result<f64> {
+    groups: &[Vec<u32>],
+) -> std::io::Result<(f64, Vec<f64>)> {
     let mut senders = Vec::with_capacity(conns);
     for _ in 0..conns {
         let mut s = connect(t).await?;
@@ -48,6 +50,8 @@ pub(crate) async fn throughput(
     }
     let done = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
+    let ticks = |g: &Vec<u32>| g.iter().map(|p| cpu_ticks(*p)).sum::<u64>();
+    let cpu0: Vec<u64> = groups.iter().map(ticks).collect();
     let start = Instant::now();
     let mut tasks = Vec::new();
     for mut s in senders {
@@ -68,7 +72,15 @@ pub(crate) async fn throughput(
     for t in tasks {
         t.await.map_err(std::io::Error::other)??;
     }
-    Ok(n as f64 / elapsed.as_secs_f64())
+    // The requests still in flight at the stop are few (one per connection)
+    // next to those counted.
+    let total = done.load(Ordering::Relaxed).max(1) as f64;
+    let cpu = groups
+        .iter()
+        .zip(cpu0)
+        .map(|(g, c0)| ticks_to_ms(ticks(g).saturating_sub(c0)) * 1000.0 / total)
+        .collect();
+    Ok((n as f64 / elapsed.as_secs_f64(), cpu))
 }
 
 /// New connections per second (connect + full handshake + one `/_ping` +
@@ -236,21 +248,42 @@ impl Cli {
 /// `moat_overhead_seconds`, sum of `moat_policy_eval_seconds`, requests,
 /// policy evaluations).
 pub(crate) fn moat_internals(metrics: std::net::SocketAddr) -> (f64, f64, f64, f64) {
-    use std::io::{Read, Write};
-    let mut text = String::new();
-    if let Ok(mut s) = std::net::TcpStream::connect(metrics) {
-        let _ = s.write_all(b"GET /metrics HTTP/1.0\r\nHost: moat\r\n\r\n");
-        let _ = s.read_to_string(&mut text);
-    }
-    let value = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
+    let value = scrape(metrics);
     (
         value("moat_overhead_seconds_sum"),
         value("moat_policy_eval_seconds_sum"),
         value("moat_overhead_seconds_count"),
         value("moat_policy_eval_seconds_count"),
     )
+}
+
+/// moat's policy memo so far: (hits, misses) of `moat_policy_memo_total`.
+pub(crate) fn memo_counts(metrics: std::net::SocketAddr) -> (f64, f64) {
+    let value = scrape(metrics);
+    (
+        value("moat_policy_memo_total{result=\"hit\"}"),
+        value("moat_policy_memo_total{result=\"miss\"}"),
+    )
+}
+
+/// The share of memo hits between two [`memo_counts`], in per cent.
+pub(crate) fn hit_pct(a: (f64, f64), b: (f64, f64)) -> f64 {
+    let (hits, misses) = (b.0 - a.0, b.1 - a.1);
+    100.0 * hits / (hits + misses).max(1.0)
+}
+
+/// Scrapes moat's metrics once; returns a lookup of one sample by its
+/// exact name (and labels), 0 when absent.
+fn scrape(metrics: std::net::SocketAddr) -> impl Fn(&str) -> f64 {
+    use std::io::{Read, Write};
+    let mut text = String::new();
+    if let Ok(mut s) = std::net::TcpStream::connect(metrics) {
+        let _ = s.write_all(b"GET /metrics HTTP/1.0\r\nHost: moat\r\n\r\n");
+        let _ = s.read_to_string(&mut text);
+    }
+    move |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    }
 }

@@ -71,15 +71,39 @@ pub(crate) const METRICS: &[Metric] = &[
         higher_is_better: false,
     },
     Metric {
+        key: "memo_hit_pct_ping",
+        label: "  moat's policy memo hits, /_ping c=1",
+        unit: "%",
+        higher_is_better: true,
+    },
+    Metric {
         key: "ping_rps_c32",
         label: "/_ping req/s, c=32",
         unit: "req/s",
         higher_is_better: true,
     },
     Metric {
+        key: "front_cpu_us_per_req_c32",
+        label: "front-end CPU per /_ping, c=32",
+        unit: "µs",
+        higher_is_better: false,
+    },
+    Metric {
+        key: "engine_cpu_us_per_req_c32",
+        label: "dockerd CPU per /_ping, c=32",
+        unit: "µs",
+        higher_is_better: false,
+    },
+    Metric {
         key: "new_conns_per_s_c8",
         label: "new connections/s (handshake + /_ping), c=8",
         unit: "conn/s",
+        higher_is_better: true,
+    },
+    Metric {
+        key: "memo_hit_pct_new_conns",
+        label: "  moat's policy memo hits, new connections",
+        unit: "%",
         higher_is_better: true,
     },
     Metric {
@@ -132,9 +156,14 @@ pub(crate) const PATHS: [(&str, &str); 6] = [
 /// The peers, for "moat against the best peer".
 const PEERS: [&str; 2] = ["nginx", "haproxy"];
 
-/// Samples per path, per metric (one per round).
+/// Samples per path, per metric (one per round), and the figures whose
+/// result was wrong (`docker run -i` without its output): shown marked, and
+/// never the best peer's.
 #[derive(Default)]
-pub(crate) struct Samples(pub BTreeMap<&'static str, BTreeMap<&'static str, Vec<f64>>>);
+pub(crate) struct Samples(
+    pub BTreeMap<&'static str, BTreeMap<&'static str, Vec<f64>>>,
+    pub std::collections::BTreeSet<(&'static str, &'static str)>,
+);
 
 impl Samples {
     pub(crate) fn add(&mut self, path: &'static str, key: &'static str, v: f64) {
@@ -144,6 +173,11 @@ impl Samples {
             .entry(key)
             .or_default()
             .push(v);
+    }
+
+    /// Marks `path`'s `key` as measured on a wrong result.
+    pub(crate) fn broken(&mut self, path: &'static str, key: &'static str) {
+        self.1.insert((path, key));
     }
 
     pub(crate) fn median(&self, path: &str, key: &str) -> Option<f64> {
@@ -176,6 +210,7 @@ fn fmt(v: f64) -> String {
 pub(crate) fn best_peer(samples: &Samples, metric: &Metric) -> Option<(&'static str, f64)> {
     PEERS
         .iter()
+        .filter(|p| !samples.1.contains(&(**p, metric.key)))
         .filter_map(|p| samples.median(p, metric.key).map(|v| (*p, v)))
         .reduce(|a, b| {
             let b_better = if metric.higher_is_better {
@@ -254,6 +289,11 @@ pub(crate) fn render(samples: &Samples, extra: Value) -> Value {
                     _ => fmt(v),
                 },
             };
+            let cell = if samples.1.contains(&(*p, metric.key)) {
+                format!("{cell} BROKEN")
+            } else {
+                cell
+            };
             print!(" | {cell:>c$}");
         }
         if with_peers {
@@ -268,7 +308,12 @@ pub(crate) fn render(samples: &Samples, extra: Value) -> Value {
         }
         println!();
     }
+    let broken: Vec<String> = samples.1.iter().map(|(p, k)| format!("{p}.{k}")).collect();
+    if !broken.is_empty() {
+        println!("BROKEN: measured on a wrong result (see `docker_run_i_output_intact`), never the best peer: {broken:?}");
+    }
     let mut doc = json!({
+        "broken": broken,
         "paths": out,
         "ratios_vs_bare": ratios,
         "moat_vs_best_peer": vs_peer,
