@@ -64,10 +64,19 @@ test_network_connect_host if denies(
 	"host network",
 )
 
-test_build_host_network if denies(
-	object.union(req("ImageBuild", null, []), {"request": {"query": {"networkmode": ["host"]}, "body": null}}),
-	"networkmode=host",
-)
+build(mode) := object.union(req("ImageBuild", null, []), {"request": {"query": {"networkmode": [mode]}, "body": null}})
+
+test_build_host_network if denies(build("host"), "networkmode=host")
+
+test_build_other_network_modes if {
+	denies(build("container:admin-ctr"), "not networkmode=container:admin-ctr")
+	denies(build("HOST"), "networkmode=HOST")
+	denies(build("team-net"), "networkmode=team-net")
+	clean(build("default"))
+	clean(build("none"))
+	clean(build(""))
+	clean(object.union(build("container:x"), {"user": admin}))
+}
 
 test_build_cgroup_parent if denies(
 	object.union(req("ImageBuild", null, []), {"request": {"query": {"cgroupparent": ["/x"]}, "body": null}}),

@@ -141,6 +141,28 @@ fn developer_is_refused_every_route_to_the_host() {
     );
     // ... while a plain exec works, so the refusal is about --privileged.
     assert_eq!(d.ok(&["exec", &name, "echo", "plain"]).trim(), "plain");
+    // A classic build whose RUN steps would join a container's namespace
+    // (the daemon does not check the build's networkmode; one with the
+    // host network would put the build on it).
+    let ctx = tempdir("dev-build");
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        format!("FROM {img}\nRUN echo reached\n"),
+    )
+    .unwrap();
+    let tag = unique("dev-build-netns");
+    let network = format!("container:{name}");
+    let context = ctx.to_string_lossy().into_owned();
+    assert_refused(
+        &d,
+        &["build", "--network", &network, "-t", &tag, &context],
+        &format!("not networkmode={network}"),
+    );
+    let out = engine().direct(&["image", "ls", "-q", &tag]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).trim().is_empty(),
+        "{tag} was built"
+    );
     d.ok(&["rm", "-f", &name]);
 
     // A local volume that bind-mounts the host: refused at create.
