@@ -127,10 +127,12 @@ async fn stages(
     //     engine acts on the objects the policy saw. When the engine's API
     //     version is unknown the request is refused after the decision
     //     anyway, and nothing is looked up.
-    let resolved = match &version {
+    let mut resolved = match &version {
         Ok(_) => resolve::resolve(&gw.upstream, limits, route, inspected).await?,
         Err(_) => Resolved::nothing(route, inspected),
     };
+    // An inspect was its own lookup: the engine has answered it already.
+    let answered = resolved.answer.take();
     let route = &resolved.route;
     if gw.config.audit.level == AuditLevel::Request && !resolved.resources.is_empty() {
         // What the policy decides on and the engine receives: ids, not the
@@ -181,7 +183,12 @@ async fn stages(
     )
     .await?;
 
-    // 6. The engine.
+    // 6. The engine (an inspect: the answer to its lookup, which the
+    //    policy has just allowed).
+    if let Some(reply) = answered {
+        trail.forwarding();
+        return Ok(reply.into_response());
+    }
     forward(
         gw,
         conn,

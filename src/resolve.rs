@@ -9,7 +9,11 @@
 //!    parses them;
 //! 2. [`lookup`]: each looked up through the engine's inspect endpoint by
 //!    the reference as given (an exec, then its container), afresh for every
-//!    request: there is no cache;
+//!    request: there is no cache. An inspect request (of a container, exec,
+//!    volume or network) is its own lookup: moat sends the request itself,
+//!    decides on the engine's answer and, if the policy allows, gives the
+//!    client that answer ([`Resolved::answer`]), so it costs the engine
+//!    one request, not two;
 //! 3. [`facts`]: the owner (from moat's labels, [`crate::owner`]), the
 //!    security facts and `host_access`, computed in one place;
 //! 4. the reference rewritten to the canonical id in the forwarded path and
@@ -34,11 +38,12 @@ use http::StatusCode;
 use serde_json::Value;
 
 use crate::body::Inspected;
-use crate::classify::Route;
+use crate::classify::{OpId, Route};
 use crate::config::Limits;
 use crate::forward::Upstream;
 use crate::owner::{Kind, Owner, Resource};
 use lookup::Answer;
+pub use lookup::Reply;
 use refs::{Ref, Site};
 
 /// Why moat refused a request at this stage.
@@ -81,6 +86,11 @@ pub struct Resolved {
     pub route: Route,
     pub inspected: Inspected,
     pub resources: Vec<Resource>,
+    /// For an inspect request (ContainerInspect, ExecInspect, VolumeInspect,
+    /// NetworkInspect), the engine's answer to the lookup, which was that
+    /// very request: the client gets it if the policy allows, and nothing
+    /// more is sent to the engine.
+    pub answer: Option<Reply>,
 }
 
 impl Resolved {
@@ -90,6 +100,7 @@ impl Resolved {
             route,
             inspected,
             resources: Vec::new(),
+            answer: None,
         }
     }
 
@@ -134,7 +145,8 @@ pub async fn resolve(
         }
     }
     let after = limits.resolve_timeout;
-    let objects = tokio::time::timeout(after, look_up_all(upstream, &found))
+    let own = own_lookup(&route, &found);
+    let (objects, answer) = tokio::time::timeout(after, look_up_all(upstream, &found, own))
         .await
         .map_err(|_| ResolveError::Timeout { after })??;
 
@@ -170,7 +182,23 @@ pub async fn resolve(
         route,
         inspected,
         resources,
+        answer,
     })
+}
+
+/// When the request is the inspect of the one object it names, its own
+/// path and query as forwarded: the lookup is the request itself.
+fn own_lookup<'a>(route: &'a Route, found: &[Ref]) -> Option<&'a str> {
+    let [r] = found else {
+        return None;
+    };
+    let inspect = match r.kind {
+        Kind::Container => OpId::ContainerInspect,
+        Kind::Exec => OpId::ExecInspect,
+        Kind::Volume => OpId::VolumeInspect,
+        Kind::Network => OpId::NetworkInspect,
+    };
+    (matches!(r.site, Site::Path) && route.op.id == inspect).then_some(route.upstream.as_str())
 }
 
 /// One reference resolved: what the policy sees, and the id written back
@@ -181,23 +209,31 @@ struct Object {
     rewrite: Option<String>,
 }
 
-/// Looks up every reference, each distinct one once.
-async fn look_up_all(upstream: &Upstream, found: &[Ref]) -> Result<Vec<Object>, ResolveError> {
+/// Looks up every reference, each distinct one once; `own` is the request's
+/// own path when it is the one lookup (see [`own_lookup`]), whose reply is
+/// kept.
+async fn look_up_all(
+    upstream: &Upstream,
+    found: &[Ref],
+    own: Option<&str>,
+) -> Result<(Vec<Object>, Option<Reply>), ResolveError> {
     let mut seen: HashMap<(Kind, &str), Looked> = HashMap::new();
     let mut out = Vec::with_capacity(found.len());
+    let mut reply = None;
     for r in found {
         let key = (r.kind, r.reference.as_str());
         let looked = match seen.get(&key) {
             Some(l) => l.clone(),
             None => {
-                let l = look_up(upstream, r.kind, &r.reference).await?;
+                let (l, kept) = look_up(upstream, r.kind, &r.reference, own).await?;
+                reply = reply.or(kept);
                 seen.insert(key, l.clone());
                 l
             }
         };
         out.push(object(r, looked)?);
     }
-    Ok(out)
+    Ok((out, reply))
 }
 
 /// What one lookup gave: the inspect documents, or the engine's refusal.
@@ -214,7 +250,15 @@ enum Looked {
     },
 }
 
-async fn look_up(upstream: &Upstream, kind: Kind, reference: &str) -> Result<Looked, ResolveError> {
+/// Looks one reference up: through its inspect endpoint, or through `via`
+/// (the request's own path, see [`own_lookup`]), whose reply is returned
+/// when the object was found.
+async fn look_up(
+    upstream: &Upstream,
+    kind: Kind,
+    reference: &str,
+    via: Option<&str>,
+) -> Result<(Looked, Option<Reply>), ResolveError> {
     let unavailable = |why: lookup::Failed| {
         tracing::warn!(%kind, %reference, reason = %why.0, "object lookup failed");
         ResolveError::Unavailable {
@@ -222,18 +266,33 @@ async fn look_up(upstream: &Upstream, kind: Kind, reference: &str) -> Result<Loo
             reference: reference.to_string(),
         }
     };
-    let doc = match lookup::inspect(upstream, kind, reference)
-        .await
-        .map_err(unavailable)?
-    {
+    let (answer, reply) = match via {
+        Some(path) => {
+            let reply = lookup::get(upstream, path).await.map_err(unavailable)?;
+            let answer = lookup::answer(kind, reference, path, &reply).map_err(unavailable)?;
+            (answer, Some(reply))
+        }
+        None => (
+            lookup::inspect(upstream, kind, reference)
+                .await
+                .map_err(unavailable)?,
+            None,
+        ),
+    };
+    let doc = match answer {
         Answer::Found(doc) => doc,
-        Answer::Refused { status, message } => return Ok(Looked::Refused { status, message }),
+        Answer::Refused { status, message } => {
+            return Ok((Looked::Refused { status, message }, None))
+        }
     };
     if kind != Kind::Exec {
-        return Ok(Looked::Found {
-            doc,
-            container: None,
-        });
+        return Ok((
+            Looked::Found {
+                doc,
+                container: None,
+            },
+            reply,
+        ));
     }
     let container_id = facts::exec(&doc).container_id;
     if !lookup::valid_reference(Kind::Container, &container_id) {
@@ -245,11 +304,14 @@ async fn look_up(upstream: &Upstream, kind: Kind, reference: &str) -> Result<Loo
         .await
         .map_err(unavailable)?
     {
-        Answer::Found(c) => Ok(Looked::Found {
-            doc,
-            container: Some(c),
-        }),
-        Answer::Refused { status, message } => Ok(Looked::Refused { status, message }),
+        Answer::Found(c) => Ok((
+            Looked::Found {
+                doc,
+                container: Some(c),
+            },
+            reply,
+        )),
+        Answer::Refused { status, message } => Ok((Looked::Refused { status, message }, None)),
     }
 }
 

@@ -105,8 +105,12 @@ fn moat_forwards_to_the_fake_engine_and_answers_its_errors() {
     let resp = get("/v1.41/containers/web/json");
     assert_eq!(raw::status(&resp), 200, "{resp}");
     assert!(resp.contains(r#""owner":"alice""#), "{resp}");
-    // Resolved first, then forwarded by id.
+    // An inspect is its own lookup: the request itself, once, and not
+    // again by id.
     assert!(fake
+        .requests()
+        .contains(&"GET /v1.41/containers/web/json".to_string()));
+    assert!(!fake
         .requests()
         .contains(&format!("GET /v1.41/containers/{web}/json")));
     let resp = get("/v1.41/containers/nope/json");
@@ -199,6 +203,42 @@ fn names_and_id_prefixes_are_forwarded_as_the_full_id() {
     );
     // Its container: once for the kill by full id, once for the exec.
     assert_eq!(sent(&fake, &format!("GET /containers/{web}/json")).len(), 2);
+}
+
+#[test]
+fn an_inspect_is_its_own_lookup_and_costs_the_engine_one_request() {
+    let fake = FakeEngine::start();
+    let web = fake.add(Kind::Container, "web", &[]);
+    let (moat, send) = admin_moat(&fake, None);
+    let resp = send("GET", "/v1.41/containers/web/json?size=1");
+    assert_eq!(raw::status(&resp), 200, "{resp}");
+    assert!(resp.contains(&web), "{resp}");
+    // moat asked the engine once, with the request itself, and forwarded
+    // nothing more.
+    assert_eq!(
+        sent(&fake, "/containers/"),
+        ["GET /v1.41/containers/web/json?size=1"]
+    );
+    // The same for the other kinds' inspects.
+    fake.add(Kind::Volume, "data", &[]);
+    let _ = send("GET", "/v1.41/volumes/data");
+    assert_eq!(sent(&fake, "/volumes/"), ["GET /v1.41/volumes/data"]);
+    // A viewer's inspect of a container that is not theirs is refused: the
+    // engine's answer, already in moat's hands, is not given.
+    let secret = fake.add(
+        Kind::Container,
+        "secret",
+        &[("io.moat.owner", "bob"), ("io.moat.scope", "user:bob")],
+    );
+    let viewer = pki().client("vera", "viewer");
+    let resp = raw::exchange(
+        moat.addr,
+        &viewer,
+        b"GET /v1.41/containers/secret/json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(raw::status(&resp), 403, "{resp}");
+    assert!(!resp.contains(&secret), "{resp}");
 }
 
 #[test]

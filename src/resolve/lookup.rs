@@ -3,7 +3,9 @@
 //! resolves it exactly as it will when the request is forwarded.
 //!
 //! Over the existing upstream client ([`Upstream`]), without a version
-//! prefix (the engine's newest), every time: there is no cache.
+//! prefix (the engine's newest), every time: there is no cache. An inspect
+//! request is its own lookup: its path and query as forwarded, and the
+//! engine's [`Reply`] is kept for the client.
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
@@ -74,6 +76,31 @@ fn encode(s: &str) -> String {
     out
 }
 
+/// The engine's whole answer to one GET: kept as it is when the request is
+/// itself the lookup (an inspect), so that the client gets the very answer
+/// the policy decided on, with one engine round trip instead of two.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    /// The reply as the client's response: the engine's status, headers
+    /// (hop-by-hop ones were stripped by [`Upstream::send`]; the framing is
+    /// hyper's, for the whole body) and body.
+    pub fn into_response(self) -> http::Response<crate::resbody::ResBody> {
+        let mut resp = http::Response::new(crate::resbody::full(self.body));
+        *resp.status_mut() = self.status;
+        let mut headers = self.headers;
+        headers.remove(http::header::CONTENT_LENGTH);
+        headers.remove(http::header::TRANSFER_ENCODING);
+        *resp.headers_mut() = headers;
+        resp
+    }
+}
+
 /// Asks the engine about one object.
 pub(crate) async fn inspect(
     upstream: &Upstream,
@@ -81,9 +108,16 @@ pub(crate) async fn inspect(
     reference: &str,
 ) -> Result<Answer, Failed> {
     let path = inspect_path(kind, lookup_form(kind, reference));
+    let reply = get(upstream, &path).await?;
+    answer(kind, reference, &path, &reply)
+}
+
+/// GETs `path` (a path and query as forwarded) from the engine, reading at
+/// most [`MAX_INSPECT_BYTES`] of the answer.
+pub(crate) async fn get(upstream: &Upstream, path: &str) -> Result<Reply, Failed> {
     let req = Upstream::request(
         Method::GET,
-        &path,
+        path,
         http::HeaderMap::new(),
         crate::resbody::full(Bytes::new()),
     )
@@ -92,13 +126,28 @@ pub(crate) async fn inspect(
         ForwardError::Unreachable => Failed("the engine is not reachable".into()),
         e => Failed(format!("GET {path}: {e}")),
     })?;
-    let status = resp.status();
-    let body = Limited::new(resp.into_body(), MAX_INSPECT_BYTES)
+    let (parts, body) = resp.into_parts();
+    let body = Limited::new(body, MAX_INSPECT_BYTES)
         .collect()
         .await
         .map_err(|e| Failed(format!("GET {path}: {e}")))?
         .to_bytes();
-    let json = serde_json::from_slice::<Value>(&body);
+    Ok(Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    })
+}
+
+/// What the engine's `reply` to the lookup of `reference` says.
+pub(crate) fn answer(
+    kind: Kind,
+    reference: &str,
+    path: &str,
+    reply: &Reply,
+) -> Result<Answer, Failed> {
+    let status = reply.status;
+    let json = serde_json::from_slice::<Value>(&reply.body);
     if status.is_client_error() {
         let message = json
             .ok()
