@@ -157,7 +157,9 @@ pub enum AuditError {
 
 /// One queued record: its serialized body (without `ts`/`prev`) and the
 /// channel the writer answers on once the line is written (`None` for a
-/// record nobody waits for: the writer logs its failure itself).
+/// record nobody waits for: the writer logs its failure itself). An empty
+/// fragment (never a record's: a record serializes to a JSON object) is a
+/// flush barrier ([`Auditor::flush`]).
 struct Job {
     fragment: String,
     ack: Option<oneshot::Sender<Result<(), String>>>,
@@ -212,6 +214,12 @@ impl Auditor {
     /// `audit.batch_interval`). Waits while the queue is full.
     pub async fn record(&self, rec: Record) -> Result<(), AuditError> {
         let fragment = self.encode(rec)?;
+        self.send_and_wait(fragment).await
+    }
+
+    /// Queues `fragment` (empty: a flush barrier) and waits for the writer's
+    /// answer.
+    async fn send_and_wait(&self, fragment: String) -> Result<(), AuditError> {
         let (ack, done) = oneshot::channel();
         self.tx
             .send(Job {
@@ -306,21 +314,7 @@ impl Auditor {
     /// fsynced (on shutdown: the writer thread is not waited for by the
     /// process, so records still queued at exit would be lost).
     pub async fn flush(&self) -> Result<(), AuditError> {
-        let (ack, done) = oneshot::channel();
-        self.tx
-            .send(Job {
-                fragment: String::new(),
-                ack: Some(ack),
-            })
-            .await
-            .map_err(|_| AuditError::Unavailable("the audit writer has stopped".into()))?;
-        match done.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(reason)) => Err(AuditError::Unavailable(reason)),
-            Err(_) => Err(AuditError::Unavailable(
-                "the audit writer stopped before answering".into(),
-            )),
-        }
+        self.send_and_wait(String::new()).await
     }
 
     /// Stops accepting records, lets the writer finish the queued ones,

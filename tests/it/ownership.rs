@@ -10,48 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::support::{engine, image, pki, raw, tempdir, unique, Docker, Moat};
-
-fn as_role(moat: &Moat, user: &str, group: &str) -> Docker {
-    Docker::new(moat, &pki().client(user, group))
-}
-
-fn exists(kind: &str, name: &str) -> bool {
-    let path = match kind {
-        "containers" => format!("/containers/{name}/json"),
-        _ => format!("/{kind}/{name}"),
-    };
-    engine().api("GET", &path, None).0 == 200
-}
-
-fn cleanup(containers: &[&str], volumes: &[&str], networks: &[&str]) {
-    for c in containers {
-        let _ = engine().direct(&["rm", "-f", c]);
-    }
-    for v in volumes {
-        let _ = engine().direct(&["volume", "rm", "-f", v]);
-    }
-    for n in networks {
-        let _ = engine().direct(&["network", "rm", n]);
-    }
-}
-
-/// The docker CLI fails with a daemon error containing every fragment of
-/// `why`; returns stderr.
-fn refused(d: &Docker, args: &[&str], why: &[&str]) -> String {
-    let stderr = d.fails(args);
-    assert!(
-        stderr.contains("Error response from daemon:"),
-        "docker {args:?}: not a daemon error: {stderr}"
-    );
-    for w in why {
-        assert!(
-            stderr.contains(w),
-            "docker {args:?}: expected {w:?} in: {stderr}"
-        );
-    }
-    stderr
-}
+use crate::support::{as_role, engine, image, pki, raw, tempdir, unique, Docker, Moat};
 
 /// The admin's ops setup: a running container with the "host" mounted at
 /// /host and a secret in its environment, a host-network container, and a
@@ -126,7 +85,7 @@ impl AdminSetup {
     }
 
     fn cleanup(&self) {
-        cleanup(&[&self.ops, &self.hostnet], &[&self.bindvol], &[]);
+        engine().remove(&[&self.ops, &self.hostnet], &[&self.bindvol], &[]);
     }
 }
 
@@ -148,16 +107,11 @@ fn every_attack_of_the_issue_is_refused_and_changes_nothing() {
     );
 
     let mut messages = vec![
-        refused(
-            &dev,
+        dev.refused(
             &["exec", ops, "cat", "/host/hostname"],
             &[&format!("container {ops}"), &owner],
         ),
-        refused(
-            &dev,
-            &["cp", &format!("{ops}:/host/hostname"), "-"],
-            &[&owner],
-        ),
+        dev.refused(&["cp", &format!("{ops}:/host/hostname"), "-"], &[&owner]),
     ];
     // `docker cp` into a container stats the target with HEAD first, whose
     // refusal has no body to print: the upload itself over raw HTTP.
@@ -178,10 +132,9 @@ fn every_attack_of_the_issue_is_refused_and_changes_nothing() {
     assert_eq!(raw::status(&answer), 403, "{answer}");
     assert!(answer.contains(&owner), "{answer}");
     messages.push(answer);
-    messages.push(refused(&dev, &["attach", "--no-stdin", ops], &[&owner]));
+    messages.push(dev.refused(&["attach", "--no-stdin", ops], &[&owner]));
     let hostnet = format!("container:{}", setup.hostnet);
-    messages.push(refused(
-        &dev,
+    messages.push(dev.refused(
         &["run", "--rm", "--network", &hostnet, image(), "true"],
         &[
             &format!("container {}", setup.hostnet),
@@ -189,14 +142,12 @@ fn every_attack_of_the_issue_is_refused_and_changes_nothing() {
             &owner,
         ],
     ));
-    messages.push(refused(
-        &dev,
+    messages.push(dev.refused(
         &["run", "--rm", "--pid", &hostnet, image(), "true"],
         &["HostConfig.PidMode", &owner],
     ));
     let vol = format!("{}:/h", setup.bindvol);
-    messages.push(refused(
-        &dev,
+    messages.push(dev.refused(
         &["run", "--rm", "-v", &vol, image(), "ls", "/h"],
         &[
             &format!("volume {}", setup.bindvol),
@@ -204,13 +155,9 @@ fn every_attack_of_the_issue_is_refused_and_changes_nothing() {
             &owner,
         ],
     ));
-    messages.push(refused(&dev, &["rm", "-f", ops], &[&owner]));
-    messages.push(refused(
-        &dev,
-        &["inspect", "--type", "container", ops],
-        &[&owner],
-    ));
-    messages.push(refused(&dev, &["volume", "rm", &setup.bindvol], &[&owner]));
+    messages.push(dev.refused(&["rm", "-f", ops], &[&owner]));
+    messages.push(dev.refused(&["inspect", "--type", "container", ops], &[&owner]));
+    messages.push(dev.refused(&["volume", "rm", &setup.bindvol], &[&owner]));
 
     // Nothing changed, nothing leaked.
     assert_eq!(
@@ -218,7 +165,7 @@ fn every_attack_of_the_issue_is_refused_and_changes_nothing() {
         vec!["hostname".to_string()],
         "a file reached the host"
     );
-    assert!(exists("containers", ops) && exists("volumes", &setup.bindvol));
+    assert!(engine().has("containers", ops) && engine().has("volumes", &setup.bindvol));
     let running = engine().direct(&["inspect", "--format", "{{.State.Running}}", ops]);
     assert_eq!(String::from_utf8_lossy(&running.stdout).trim(), "true");
     for m in &messages {
@@ -257,39 +204,41 @@ fn developers_act_only_on_their_own_objects() {
         &["rename", &bc, "mine"],
         &["kill", &bc],
     ] {
-        refused(&da, args, &[&bobs]);
+        da.refused(args, &[&bobs]);
     }
     let mount = format!("{bv}:/v");
-    refused(
-        &da,
+    da.refused(
         &["run", "--rm", "-v", &mount, image(), "true"],
         &[&format!("volume {bv}"), &bobs],
     );
-    refused(
-        &da,
+    da.refused(
         &["run", "--rm", "--network", &bn, image(), "true"],
         &[&format!("network {bn}"), &bobs],
     );
-    refused(&da, &["volume", "rm", &bv], &[&bobs]);
-    refused(&da, &["network", "rm", &bn], &[&bobs]);
+    da.refused(&["volume", "rm", &bv], &[&bobs]);
+    da.refused(&["network", "rm", &bn], &[&bobs]);
     let ac = unique("alice-c");
     da.ok(&["create", "--name", &ac, image(), "true"]);
-    refused(&da, &["network", "connect", &bn, &ac], &[&bobs]);
+    da.refused(&["network", "connect", &bn, &ac], &[&bobs]);
     // alice's container on bob's network is bob's business: refused too.
-    refused(&da, &["network", "disconnect", &bn, &bc], &[&bobs]);
+    da.refused(&["network", "disconnect", &bn, &bc], &[&bobs]);
 
     // An unowned container (made on the engine directly) is admins' only.
     let legacy = unique("legacy");
     let out = engine().direct(&["create", "--name", &legacy, image(), "true"]);
     assert!(out.status.success());
-    refused(&da, &["rm", &legacy], &["unowned"]);
-    assert!(exists("containers", &legacy));
+    da.refused(&["rm", &legacy], &["unowned"]);
+    assert!(engine().has("containers", &legacy));
     as_role(&moat, &unique("ada"), "admin").ok(&["rm", &legacy]);
 
-    assert!(exists("containers", &bc) && exists("volumes", &bv) && exists("networks", &bn));
+    assert!(
+        engine().has("containers", &bc)
+            && engine().has("volumes", &bv)
+            && engine().has("networks", &bn)
+    );
     let running = engine().direct(&["inspect", "--format", "{{.State.Running}}", &bc]);
     assert_eq!(String::from_utf8_lossy(&running.stdout).trim(), "true");
-    cleanup(&[&bc, &ac], &[&bv], &[&bn]);
+    engine().remove(&[&bc, &ac], &[&bv], &[&bn]);
 }
 
 #[test]
@@ -347,7 +296,11 @@ fn a_developers_workflow_works_end_to_end() {
     );
     d.ok(&["volume", "rm", &vol]);
     d.ok(&["network", "rm", &net]);
-    assert!(!exists("containers", &ctr) && !exists("volumes", &vol) && !exists("networks", &net));
+    assert!(
+        !engine().has("containers", &ctr)
+            && !engine().has("volumes", &vol)
+            && !engine().has("networks", &net)
+    );
 }
 
 /// Viewers read everything, except the environment of another's container.
@@ -383,8 +336,7 @@ fn viewers_read_but_not_anothers_environment() {
     let answer = raw::exchange(moat.addr, &bundle, target.as_bytes()).unwrap();
     assert_eq!(raw::status(&answer), 200, "{answer}");
     assert!(answer.contains("started"), "{answer}");
-    let stderr = refused(
-        &viewer,
+    let stderr = viewer.refused(
         &["inspect", "--type", "container", &ctr],
         &[
             "shows the environment (secrets)",
@@ -392,7 +344,7 @@ fn viewers_read_but_not_anothers_environment() {
         ],
     );
     assert!(!stderr.contains(&secret), "{stderr}");
-    cleanup(&[&ctr], &[], &[]);
+    engine().remove(&[&ctr], &[], &[]);
 }
 
 /// A pack whose data maps groups to roles and teams: `web-devs` are
@@ -445,11 +397,7 @@ fn a_team_shares_its_objects_but_not_the_hosts() {
     assert!(ps.lines().any(|l| l == app), "{ps}");
     let ps = outsider.ok(&["ps", "--format", "{{.Names}}"]);
     assert!(!ps.lines().any(|l| l == app), "{ps}");
-    refused(
-        &outsider,
-        &["stop", &app],
-        &["belongs to", "scope team:web"],
-    );
+    outsider.refused(&["stop", &app], &["belongs to", "scope team:web"]);
 
     // The team's admin runs a host-network container: the team's
     // developers may not use it.
@@ -464,16 +412,15 @@ fn a_team_shares_its_objects_but_not_the_hosts() {
         "300",
     ]);
     let hostnet = format!("container:{ops}");
-    refused(
-        &dc,
+    dc.refused(
         &["run", "--rm", "--network", &hostnet, image(), "true"],
         &[
             "reaches the host (network=host",
             &format!("belongs to {lead}"),
         ],
     );
-    refused(&dd, &["rm", "-f", &ops], &["reaches the host"]);
-    assert!(exists("containers", &ops));
+    dd.refused(&["rm", "-f", &ops], &["reaches the host"]);
+    assert!(engine().has("containers", &ops));
     dd.ok(&["rm", "-f", &app]);
-    cleanup(&[&ops], &[], &[]);
+    engine().remove(&[&ops], &[], &[]);
 }

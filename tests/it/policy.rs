@@ -12,49 +12,17 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::{self, engine, image, pki, raw, tempdir, unique, Docker, Moat, MoatOptions};
-
-fn as_role(moat: &Moat, user: &str, group: &str) -> Docker {
-    Docker::new(moat, &pki().client(user, group))
-}
-
-/// Whether a container named `name` exists on the engine, asked directly.
-fn engine_has_container(name: &str) -> bool {
-    let out = engine().direct(&["ps", "-a", "--format", "{{.Names}}"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .any(|l| l.trim() == name)
-}
-
-fn engine_has_volume(name: &str) -> bool {
-    let out = engine().direct(&["volume", "ls", "-q"]);
-    assert!(out.status.success());
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .any(|l| l.trim() == name)
-}
+use crate::support::{
+    self, as_role, engine, image, pki, raw, tempdir, unique, Docker, Moat, MoatOptions,
+};
 
 fn remove_container(name: &str) {
     let _ = engine().direct(&["rm", "-f", name]);
 }
 
-/// The docker CLI must fail with `Error response from daemon:` and `why`.
+/// The docker CLI must fail with a daemon error containing `why`.
 fn assert_refused(d: &Docker, args: &[&str], why: &str) -> String {
-    let stderr = d.fails(args);
-    assert!(
-        stderr.contains("Error response from daemon:"),
-        "docker {args:?}: not a daemon error: {stderr}"
-    );
-    assert!(
-        stderr.contains(why),
-        "docker {args:?}: expected {why:?} in: {stderr}"
-    );
-    stderr
+    d.refused(args, &[why])
 }
 
 // ------------------------------------------------------------- the roles
@@ -126,7 +94,7 @@ fn developer_is_refused_every_route_to_the_host() {
         let stderr = assert_refused(&d, &args, why);
         assert!(!stderr.contains("reached"));
         assert!(
-            !engine_has_container(&name),
+            !engine().has("containers", &name),
             "{flags:?}: container {name} reached the engine"
         );
     }
@@ -184,7 +152,10 @@ fn developer_is_refused_every_route_to_the_host() {
         ],
         "volume options that bind-mount the host are not allowed (DriverOpts",
     );
-    assert!(!engine_has_volume(&vol), "volume {vol} reached the engine");
+    assert!(
+        !engine().has("volumes", &vol),
+        "volume {vol} reached the engine"
+    );
     // The same options inline in --mount: refused at container create.
     let name = unique("dev-inline-vol");
     let mount = format!(
@@ -197,8 +168,8 @@ fn developer_is_refused_every_route_to_the_host() {
         ],
         "volume options that bind-mount the host are not allowed (HostConfig.Mounts",
     );
-    assert!(!engine_has_container(&name));
-    assert!(!engine_has_volume(&vol));
+    assert!(!engine().has("containers", &name));
+    assert!(!engine().has("volumes", &vol));
 }
 
 #[test]
@@ -232,7 +203,7 @@ fn viewer_reads_but_cannot_run_copy_out_or_export() {
         &["run", "--rm", "--name", &refused, image(), "true"],
         "no policy rule allows ContainerCreate for vera",
     );
-    assert!(!engine_has_container(&refused));
+    assert!(!engine().has("containers", &refused));
 
     let tmp = tempdir("moat-viewer-");
     let out = tmp.join("passwd");
@@ -273,7 +244,7 @@ fn opa_docker_authz_policy_runs_unchanged() {
         args.extend_from_slice(flags);
         args.extend_from_slice(&[image(), "true"]);
         assert_refused(&d, &args, "denied by policy rule data.docker.authz.deny");
-        assert!(!engine_has_container(&name), "{flags:?}");
+        assert!(!engine().has("containers", &name), "{flags:?}");
     }
 }
 
@@ -652,7 +623,7 @@ fn raw_http_evasions_do_not_get_past_the_developer_policy() {
             .to_string();
         assert!(message.contains(why), "{case}: expected {why:?} in {resp}");
         assert!(
-            !engine_has_container(&name),
+            !engine().has("containers", &name),
             "{case}: container {name} reached the engine ({resp})"
         );
     }
@@ -675,7 +646,7 @@ fn oversize_padded_body_is_refused_with_413() {
     let _ = tls.write_all(&request).and_then(|()| tls.flush());
     let resp = read_without_writing(&mut tls);
     assert_eq!(raw::status(&resp), 413, "{resp}");
-    assert!(!engine_has_container(&name));
+    assert!(!engine().has("containers", &name));
 }
 
 /// Regression: a refused upload was answered and the connection closed with
@@ -767,10 +738,10 @@ fn pipelined_second_request_is_decided_on_its_own() {
         "{resp}"
     );
     assert!(
-        engine_has_container(&plain),
+        engine().has("containers", &plain),
         "the first request was allowed"
     );
-    assert!(!engine_has_container(&privileged));
+    assert!(!engine().has("containers", &privileged));
     remove_container(&plain);
 }
 
@@ -804,7 +775,7 @@ fn denial_is_403_json_with_the_deny_messages() {
         "{message}"
     );
     assert!(message.contains("HostConfig.PidMode=host"), "{message}");
-    assert!(!engine_has_container(&name));
+    assert!(!engine().has("containers", &name));
 
     // With no deny message, the message names the operation and the user.
     let viewer = pki().client("vera", "viewer");

@@ -79,18 +79,6 @@ fn inputs(moat: &Moat, op: &str) -> Vec<Value> {
         .collect()
 }
 
-fn cleanup(containers: &[&str], volumes: &[&str], networks: &[&str]) {
-    for c in containers {
-        engine().api("DELETE", &format!("/containers/{c}?force=1&v=1"), None);
-    }
-    for v in volumes {
-        engine().api("DELETE", &format!("/volumes/{v}?force=1"), None);
-    }
-    for n in networks {
-        engine().api("DELETE", &format!("/networks/{n}"), None);
-    }
-}
-
 #[test]
 fn a_name_an_id_prefix_and_a_full_id_all_forward_the_canonical_id() {
     let moat = owner_moat();
@@ -128,7 +116,7 @@ fn a_name_an_id_prefix_and_a_full_id_all_forward_the_canonical_id() {
             .collect();
         assert!(access.is_empty(), "{r}");
     }
-    cleanup(&[&name], &[], &[]);
+    engine().remove(&[&name], &[], &[]);
 }
 
 #[test]
@@ -296,7 +284,7 @@ fn body_references_are_forwarded_as_ids_and_the_containers_work() {
     // The engine keeps the network under its name, as with a name.
     let networks = inspect(&format!("/containers/{c}/json"))["NetworkSettings"]["Networks"].clone();
     assert!(networks.get(&net).is_some(), "{networks}");
-    cleanup(&[&a, &b, &c], &[&vol], &[&net]);
+    engine().remove(&[&a, &b, &c], &[&vol], &[&net]);
 }
 
 #[test]
@@ -387,7 +375,7 @@ fn the_policy_sees_owners_and_host_access_of_what_a_request_names() {
         inspect(&format!("/containers/{bobs}/json"))["State"]["Running"],
         true
     );
-    cleanup(&[&bobs, &hostnet], &[], &[]);
+    engine().remove(&[&bobs, &hostnet], &[], &[]);
 }
 
 #[test]
@@ -429,5 +417,5 @@ fn a_named_volume_a_create_will_make_is_created_labelled_for_its_creator() {
     ]);
     assert!(stderr.contains(&format!("volume {vol}")), "{stderr}");
     assert!(stderr.contains("dora"), "{stderr}");
-    cleanup(&[], &[&vol], &[]);
+    engine().remove(&[], &[&vol], &[]);
 }

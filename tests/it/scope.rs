@@ -12,11 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
-use crate::support::{engine, image, pki, raw, unique, Docker, Moat};
-
-fn as_role(moat: &Moat, user: &str, group: &str) -> Docker {
-    Docker::new(moat, &pki().client(user, group))
-}
+use crate::support::{as_role, engine, image, pki, raw, unique, Docker, Moat};
 
 /// The labels of an engine object, asked directly.
 fn labels(kind: &str, name: &str) -> Value {
@@ -32,37 +28,13 @@ fn container_labels(name: &str) -> Value {
     labels("containers", &format!("{name}/json"))
 }
 
-fn exists(kind: &str, name: &str) -> bool {
-    let path = match kind {
-        "containers" => format!("/containers/{name}/json"),
-        _ => format!("/{kind}/{name}"),
-    };
-    engine().api("GET", &path, None).0 == 200
+/// The docker CLI must fail with a daemon error containing `why`.
+fn assert_refused(d: &Docker, args: &[&str], why: &str) {
+    d.refused(args, &[why]);
 }
 
 fn lines(out: &str) -> Vec<String> {
     out.lines().map(|l| l.trim().to_string()).collect()
-}
-
-fn cleanup(containers: &[&str], volumes: &[&str], networks: &[&str]) {
-    for c in containers {
-        let _ = engine().direct(&["rm", "-f", c]);
-    }
-    for v in volumes {
-        let _ = engine().direct(&["volume", "rm", "-f", v]);
-    }
-    for n in networks {
-        let _ = engine().direct(&["network", "rm", n]);
-    }
-}
-
-/// The docker CLI must fail with a daemon error containing `why`.
-fn assert_refused(d: &Docker, args: &[&str], why: &str) {
-    let stderr = d.fails(args);
-    assert!(
-        stderr.contains("Error response from daemon:") && stderr.contains(why),
-        "docker {args:?}: expected {why:?} in: {stderr}"
-    );
 }
 
 #[test]
@@ -104,7 +76,7 @@ fn owner_labels_are_stamped_on_what_each_identity_creates() {
         "admins are labelled too: {l}"
     );
 
-    cleanup(&[&ctr, &admin_ctr], &[&vol], &[&net]);
+    engine().remove(&[&ctr, &admin_ctr], &[&vol], &[&net]);
 }
 
 #[test]
@@ -142,26 +114,26 @@ fn labels_in_moats_namespace_are_refused_and_nothing_is_created() {
         ],
         why,
     );
-    assert!(!exists("containers", &ctr));
+    assert!(!engine().has("containers", &ctr));
     let mount = format!("type=volume,src={vol},dst=/v,volume-label=io.moat.scope=user:bob");
     assert_refused(
         &d,
         &["create", "--name", &ctr, "--mount", &mount, image(), "true"],
         "HostConfig.Mounts[0].VolumeOptions.Labels",
     );
-    assert!(!exists("containers", &ctr) && !exists("volumes", &vol));
+    assert!(!engine().has("containers", &ctr) && !engine().has("volumes", &vol));
     assert_refused(
         &d,
         &["volume", "create", "--label", "io.moat.auth=x", &vol],
         why,
     );
-    assert!(!exists("volumes", &vol));
+    assert!(!engine().has("volumes", &vol));
     assert_refused(
         &d,
         &["network", "create", "--label", "io.moat.owner=x", &net],
         why,
     );
-    assert!(!exists("networks", &net));
+    assert!(!engine().has("networks", &net));
 
     // A commit's LABEL change, and the image config's labels.
     d.ok(&["create", "--name", &ctr, image(), "true"]);
@@ -192,7 +164,7 @@ fn labels_in_moats_namespace_are_refused_and_nothing_is_created() {
         assert!(answer.contains(why), "{target}: {answer}");
     }
     assert!(engine().api("GET", &format!("/images/{tag}/json"), None).0 == 404);
-    cleanup(&[&ctr], &[], &[]);
+    engine().remove(&[&ctr], &[], &[]);
 }
 
 #[test]
@@ -312,7 +284,7 @@ fn lists_show_a_developer_only_their_own_objects() {
     assert!(answer.contains("filters"), "{answer}");
     assert!(!answer.contains(&bc), "{answer}");
 
-    cleanup(&[&ac, &bc, &xc], &[&av, &bv, &xv], &[&an, &bn, &xn]);
+    engine().remove(&[&ac, &bc, &xc], &[&av, &bv, &xv], &[&an, &bn, &xn]);
 }
 
 #[test]
@@ -361,7 +333,7 @@ fn events_show_a_developer_only_their_own() {
     assert_eq!(lines(&all), vec![format!("container {ac}")], "{all}");
     assert!(seen.contains(&ac), "alice misses her own event: {seen:?}");
     assert!(!seen.contains(&bc), "alice sees bob's event: {seen:?}");
-    cleanup(&[&ac, &bc], &[&format!("{ac}-v")], &[&format!("{ac}-n")]);
+    engine().remove(&[&ac, &bc], &[&format!("{ac}-v")], &[&format!("{ac}-n")]);
 }
 
 #[test]
@@ -391,14 +363,21 @@ fn prune_removes_only_the_callers_own() {
     }
     da.ok(&prune);
     da.ok(&["network", "prune", "-f", "--filter", &filter]);
-    assert!(!exists("containers", &ac) && !exists("volumes", &av) && !exists("networks", &an));
     assert!(
-        exists("containers", &bc),
+        !engine().has("containers", &ac)
+            && !engine().has("volumes", &av)
+            && !engine().has("networks", &an)
+    );
+    assert!(
+        engine().has("containers", &bc),
         "alice's prune removed bob's container"
     );
-    assert!(exists("volumes", &bv), "alice's prune removed bob's volume");
     assert!(
-        exists("networks", &bn),
+        engine().has("volumes", &bv),
+        "alice's prune removed bob's volume"
+    );
+    assert!(
+        engine().has("networks", &bn),
         "alice's prune removed bob's network"
     );
 
@@ -412,7 +391,7 @@ fn prune_removes_only_the_callers_own() {
     }
     let admin = as_role(&moat, &unique("ada"), "admin");
     admin.ok(&["system", "df"]);
-    cleanup(&[&bc], &[&bv], &[&bn]);
+    engine().remove(&[&bc], &[&bv], &[&bn]);
 }
 
 #[test]
@@ -432,7 +411,7 @@ fn ownership_survives_a_moat_restart() {
     assert!(!ps.contains(&ctr), "{ps:?}");
     assert_refused(&db, &["rm", &ctr], &format!("belongs to {alice}"));
     as_role(&moat, &alice, "developer").ok(&["rm", &ctr]);
-    assert!(!exists("containers", &ctr));
+    assert!(!engine().has("containers", &ctr));
 }
 
 /// A CI job (a bearer token in group `ci`) owns what it creates under its
@@ -476,5 +455,5 @@ fn a_ci_token_owns_by_its_subject() {
     assert_eq!(l["io.moat.auth"], "token", "{l}");
     let ps = lines(&ci.ok(&["ps", "-a", "--format", "{{.Names}}"]));
     assert_eq!(ps, vec![mine.clone()]);
-    cleanup(&[&mine, &other], &[], &[]);
+    engine().remove(&[&mine, &other], &[], &[]);
 }

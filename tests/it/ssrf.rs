@@ -76,23 +76,6 @@ fn send(
     (raw::status(&resp), message)
 }
 
-/// Whether the engine, asked directly, has a container (`ps`) or volume
-/// (`volume`) named `name`.
-fn engine_has(kind: &str, name: &str) -> bool {
-    let out = match kind {
-        "volume" => engine().direct(&["volume", "ls", "-q"]),
-        _ => engine().direct(&["ps", "-a", "--format", "{{.Names}}"]),
-    };
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .any(|l| l.trim() == name)
-}
-
 #[test]
 fn developer_cannot_make_the_engine_connect_to_the_gateway_loopback() {
     let moat = Moat::start();
@@ -290,7 +273,7 @@ fn developer_cannot_make_the_engine_connect_to_the_gateway_loopback() {
         stderr.contains("HostConfig.LogConfig.Config.gelf-address="),
         "{stderr}"
     );
-    assert!(!engine_has("ps", &name));
+    assert!(!engine().has("containers", &name));
     let vol = unique("ssrf-cifs");
     let stderr = d.fails(&[
         "volume",
@@ -310,7 +293,7 @@ fn developer_cannot_make_the_engine_connect_to_the_gateway_loopback() {
         ),
         "{stderr}"
     );
-    assert!(!engine_has("volume", &vol));
+    assert!(!engine().has("volumes", &vol));
 
     // Nothing reached the listeners: the refusals came before the engine.
     assert_eq!(v4.accepted(), 0, "the engine connected to 127.0.0.1:{p}");

@@ -88,4 +88,27 @@ impl Docker {
         );
         String::from_utf8_lossy(&out.stderr).into_owned()
     }
+
+    /// Runs and insists on a refusal: a daemon error (what moat's refusals
+    /// look like to the CLI) containing every fragment of `why`. Returns
+    /// stderr.
+    pub(crate) fn refused(&self, args: &[&str], why: &[&str]) -> String {
+        let stderr = self.fails(args);
+        assert!(
+            stderr.contains("Error response from daemon:"),
+            "docker {args:?}: not a daemon error: {stderr}"
+        );
+        for w in why {
+            assert!(
+                stderr.contains(w),
+                "docker {args:?}: expected {w:?} in: {stderr}"
+            );
+        }
+        stderr
+    }
+}
+
+/// The docker CLI through `moat` as `user`, a member of `group`.
+pub(crate) fn as_role(moat: &Moat, user: &str, group: &str) -> Docker {
+    Docker::new(moat, &super::pki().client(user, group))
 }

@@ -62,6 +62,35 @@ impl Engine {
             .args(args);
         super::run_with_deadline(cmd, None, Duration::from_secs(300))
     }
+
+    /// Whether the engine has the object `name` of `kind` (`containers`,
+    /// `volumes`, `networks`), asked directly. Any answer but found (200) or
+    /// not found (404) fails the test, so that "not there" is never an
+    /// engine error.
+    pub(crate) fn has(&self, kind: &str, name: &str) -> bool {
+        let path = match kind {
+            "containers" => format!("/containers/{name}/json"),
+            _ => format!("/{kind}/{name}"),
+        };
+        match self.api("GET", &path, None) {
+            (200, _) => true,
+            (404, _) => false,
+            (status, body) => panic!("GET {path}: the engine answered {status}: {body}"),
+        }
+    }
+
+    /// Removes what a test made, directly, ignoring what is already gone.
+    pub(crate) fn remove(&self, containers: &[&str], volumes: &[&str], networks: &[&str]) {
+        for c in containers {
+            let _ = self.direct(&["rm", "-f", c]);
+        }
+        for v in volumes {
+            let _ = self.direct(&["volume", "rm", "-f", v]);
+        }
+        for n in networks {
+            let _ = self.direct(&["network", "rm", n]);
+        }
+    }
 }
 
 static ENGINE: OnceLock<Engine> = OnceLock::new();

@@ -19,7 +19,7 @@ pub(crate) mod moat;
 pub(crate) mod pki;
 pub(crate) mod raw;
 
-pub(crate) use docker::Docker;
+pub(crate) use docker::{as_role, Docker};
 pub(crate) use engine::{engine, image};
 pub(crate) use fake_engine::{FakeEngine, Kind};
 pub(crate) use moat::{Moat, MoatOptions};
