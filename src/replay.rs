@@ -20,7 +20,8 @@ use serde::Deserialize;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::policy::Policy;
+use crate::policy::testing::Interpreter;
+use crate::policy::{eval, Policy};
 
 pub use report::{Change, ChangeKind, Report};
 
@@ -190,7 +191,12 @@ impl Recording {
     }
 
     /// Decides every recorded input again under `policy`.
-    pub fn replay(&self, policy: &Policy) -> Report {
+    /// Decides every recorded input again with `policy` (as the gateway
+    /// would) and, when given, with `interpreter`, the evaluator `moat
+    /// policy test` runs: where the two disagree on a request, the report
+    /// says so ([`ChangeKind::EvaluatorsDisagree`]), since a policy's tests
+    /// then do not show what the gateway does.
+    pub fn replay(&self, policy: &Policy, mut interpreter: Option<&mut Interpreter>) -> Report {
         let mut report = Report::default();
         for rec in &self.requests {
             let (Some(recorded), Some(input)) = (&rec.decision, &rec.input) else {
@@ -208,6 +214,22 @@ impl Recording {
                 reasons: now.reasons,
             };
             report.add(rec, recorded, &now);
+            if let Some(interp) = interpreter.as_deref_mut() {
+                let tests = match interp.raw(input.clone()) {
+                    Ok(raw) => {
+                        let d = eval::decide(raw, &rec.operation, user, "");
+                        Verdict {
+                            allow: d.allow,
+                            reasons: d.reasons,
+                        }
+                    }
+                    Err(e) => Verdict {
+                        allow: false,
+                        reasons: vec![format!("the interpreter failed: {e}")],
+                    },
+                };
+                report.compare_evaluators(rec, &now, &tests);
+            }
         }
         report
     }

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use crate::audit;
 use crate::config;
+use crate::policy::testing::Interpreter;
 use crate::policy::Policy;
 use crate::replay::{Filter, Recording};
 
@@ -107,7 +108,16 @@ fn replay_or_error(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         },
         &config::Limits::default(),
     )?;
-    let report = recording.replay(&policy);
+    // The interpreter `moat policy test` runs, to find the requests on
+    // which it and the gateway's compiled evaluator disagree.
+    let mut interpreter = match Interpreter::new(&args.policy) {
+        Ok(i) => Some(i),
+        Err(e) => {
+            eprintln!("moat: the evaluators are not compared: the interpreter cannot load the policy ({e})");
+            None
+        }
+    };
+    let report = recording.replay(&policy, interpreter.as_mut());
     if report.replayed == 0 {
         anyhow::bail!(
             "none of the {} recorded requests carries its policy input: replay needs records written at audit.level: request",

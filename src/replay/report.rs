@@ -19,6 +19,11 @@ pub enum ChangeKind {
     NewlyAllowed,
     /// Denied both times, with other messages.
     DifferentDenyMessages,
+    /// Not a change of the candidate against the record: the candidate's
+    /// two evaluators decide this input differently, the compiled one (the
+    /// gateway's, `now`) and the interpreter `moat policy test` runs
+    /// (`recorded` holds the interpreter's verdict).
+    EvaluatorsDisagree,
 }
 
 impl ChangeKind {
@@ -27,6 +32,9 @@ impl ChangeKind {
             ChangeKind::NewlyDenied => "newly denied",
             ChangeKind::NewlyAllowed => "newly allowed",
             ChangeKind::DifferentDenyMessages => "different deny messages",
+            ChangeKind::EvaluatorsDisagree => {
+                "the policy's two evaluators disagree (the gateway decides with the compiled one; moat policy test runs the interpreter, so its tests do not show what the gateway does here)"
+            }
         }
     }
 
@@ -78,6 +86,27 @@ impl Report {
             self.unchanged += 1;
             return;
         };
+        self.group(kind, rec, recorded, now);
+    }
+
+    /// Notes a request that the compiled evaluator (`gateway`) and the
+    /// interpreter (`tests`) decide differently.
+    pub(super) fn compare_evaluators(
+        &mut self,
+        rec: &Recorded,
+        gateway: &Verdict,
+        tests: &Verdict,
+    ) {
+        let mut a = gateway.reasons.clone();
+        let mut b = tests.reasons.clone();
+        a.sort();
+        b.sort();
+        if gateway.allow != tests.allow || a != b {
+            self.group(ChangeKind::EvaluatorsDisagree, rec, tests, gateway);
+        }
+    }
+
+    fn group(&mut self, kind: ChangeKind, rec: &Recorded, recorded: &Verdict, now: &Verdict) {
         let user = rec.user.clone().unwrap_or_else(|| "anonymous".into());
         self.groups
             .entry((kind, user.clone(), rec.operation.clone()))
@@ -120,6 +149,7 @@ impl Report {
             "newly_denied": self.count(ChangeKind::NewlyDenied),
             "newly_allowed": self.count(ChangeKind::NewlyAllowed),
             "different_deny_messages": self.count(ChangeKind::DifferentDenyMessages),
+            "evaluators_disagree": self.count(ChangeKind::EvaluatorsDisagree),
             "not_replayed": {"no_input": self.no_input, "not_decided": self.not_decided},
             "changes": self.changes().collect::<Vec<_>>(),
         })
@@ -135,6 +165,13 @@ impl Report {
             self.count(ChangeKind::DifferentDenyMessages),
             self.unchanged,
         );
+        let disagree = self.count(ChangeKind::EvaluatorsDisagree);
+        if disagree > 0 {
+            let _ = writeln!(
+                out,
+                "warning: on {disagree} requests the candidate's two evaluators decide differently (listed below): its tests do not show what the gateway does there"
+            );
+        }
         if self.no_input > 0 {
             let _ = writeln!(
                 out,
@@ -171,9 +208,21 @@ impl Report {
                     let _ = writeln!(out, "    was: {}", reasons(&c.recorded));
                     let _ = writeln!(out, "    now: {}", reasons(&c.now));
                 }
+                ChangeKind::EvaluatorsDisagree => {
+                    let _ = writeln!(out, "    gateway: {}", verdict(&c.now));
+                    let _ = writeln!(out, "    tests:   {}", verdict(&c.recorded));
+                }
             }
         }
         out
+    }
+}
+
+fn verdict(v: &Verdict) -> String {
+    if v.allow {
+        "allowed".into()
+    } else {
+        format!("denied: {}", reasons(v))
     }
 }
 

@@ -182,3 +182,74 @@ fn changes_are_grouped_by_kind_user_and_operation() {
     assert!(text.starts_with("replayed 6 requests: 2 newly denied, 1 newly allowed, 1 with different deny messages, 2 unchanged"), "{text}");
     assert_eq!(report.json()["newly_denied"], 2);
 }
+
+/// A construct on which regorus 0.14.1's two evaluators disagree: the
+/// compiled one leaves `advice` undefined for "zz" (an `else` branch fails
+/// inside `some … in`), so its `deny` never fires and the gateway allows,
+/// while the interpreter `moat policy test` runs denies "no: c".
+const EVALUATORS_DISAGREE: &str = r#"package docker.authz
+import rego.v1
+default allow := true
+deny contains msg if { some f in input.fs; msg := sprintf("no: %s", [advice(f)]) }
+advice(p) := "a" if { p == "x" } else := "b" if { some part in ["D.", "E."]; contains(p, part) } else := "c"
+"#;
+
+#[test]
+fn replay_names_the_requests_on_which_the_two_evaluators_disagree() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("p.rego"), EVALUATORS_DISAGREE).unwrap();
+    let policy = Policy::load(
+        &crate::config::Policy {
+            dir: dir.path().to_path_buf(),
+        },
+        &crate::config::Limits::default(),
+    )
+    .unwrap();
+    let mut interp = Interpreter::new(dir.path()).unwrap();
+    let allow = json!({"allow": true, "reasons": [], "policy_revision": "r1"});
+    let f = write(&[
+        line(
+            "a",
+            "decision",
+            "alice",
+            "ContainerCreate",
+            allow.clone(),
+            Some(json!({"fs": ["zz"]})),
+        ),
+        line(
+            "b",
+            "decision",
+            "alice",
+            "ContainerCreate",
+            allow.clone(),
+            Some(json!({"fs": ["x"]})),
+        ),
+    ]);
+    let rec = Recording::read(&[f.path().to_path_buf()], &Filter::default()).unwrap();
+    let report = rec.replay(&policy, Some(&mut interp));
+    assert_eq!(
+        report.count(ChangeKind::EvaluatorsDisagree),
+        1,
+        "{}",
+        report.text()
+    );
+    let c = report
+        .changes()
+        .find(|c| c.kind == ChangeKind::EvaluatorsDisagree)
+        .unwrap();
+    assert_eq!(c.example_id, "a");
+    // The gateway's evaluator allows; the tests' denies.
+    assert!(c.now.allow);
+    assert_eq!(c.recorded.reasons, ["no: c"]);
+    assert!(
+        report.text().contains("two evaluators"),
+        "{}",
+        report.text()
+    );
+    // "b" is denied by both ("no: a"): a plain change against the record.
+    assert_eq!(report.count(ChangeKind::NewlyDenied), 1);
+    // Without the interpreter nothing is compared.
+    let report = rec.replay(&policy, None);
+    assert_eq!(report.count(ChangeKind::EvaluatorsDisagree), 0);
+    assert_eq!(report.changed(), 1, "{}", report.text());
+}
