@@ -49,6 +49,40 @@ impl ForwardError {
     }
 }
 
+/// The engine's whole answer to a request moat made itself
+/// ([`Upstream::call`]): status, headers (hop-by-hop ones removed) and body.
+#[derive(Debug, Clone)]
+pub struct EngineReply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: bytes::Bytes,
+}
+
+impl EngineReply {
+    /// The body as JSON.
+    pub fn json(&self) -> Result<serde_json::Value, serde_json::Error> {
+        serde_json::from_slice(&self.body)
+    }
+
+    /// The engine's own error message (`{"message": "..."}`), if any.
+    pub fn message(&self) -> Option<String> {
+        let v = self.json().ok()?;
+        v.get("message")?.as_str().map(String::from)
+    }
+
+    /// The reply as a client's response: the engine's status, headers (the
+    /// framing is hyper's, for the whole body) and body.
+    pub fn into_response(self) -> Response<ResBody> {
+        let mut resp = Response::new(full(self.body));
+        *resp.status_mut() = self.status;
+        let mut headers = self.headers;
+        headers.remove(header::CONTENT_LENGTH);
+        headers.remove(header::TRANSFER_ENCODING);
+        *resp.headers_mut() = headers;
+        resp
+    }
+}
+
 /// Connects to the engine's socket; the URI is ignored.
 #[derive(Clone)]
 pub struct UnixConnector {
@@ -193,6 +227,47 @@ impl Upstream {
                 Err(ForwardError::Failed)
             }
         }
+    }
+
+    /// A request moat makes itself (a lookup, a volume it creates): sent
+    /// over the pool, its whole answer read, at most `max` bytes of it. An
+    /// answer that cannot be read whole is [`ForwardError::Failed`].
+    pub async fn call(
+        &self,
+        method: Method,
+        target: &str,
+        json: Option<&serde_json::Value>,
+        max: usize,
+    ) -> Result<EngineReply, ForwardError> {
+        use http_body_util::{BodyExt, Limited};
+        let mut headers = HeaderMap::new();
+        let body = match json {
+            Some(v) => {
+                headers.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                full(bytes::Bytes::from(v.to_string()))
+            }
+            None => full(bytes::Bytes::new()),
+        };
+        let resp = self
+            .send(Self::request(method, target, headers, body)?)
+            .await?;
+        let (parts, body) = resp.into_parts();
+        let body = Limited::new(body, max)
+            .collect()
+            .await
+            .map_err(|e| {
+                tracing::warn!(%target, error = %e, "the engine's answer could not be read whole");
+                ForwardError::Failed
+            })?
+            .to_bytes();
+        Ok(EngineReply {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        })
     }
 
     /// A fresh connection for a hijacked request. The caller drives the

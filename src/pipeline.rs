@@ -61,7 +61,8 @@ pub async fn handle(
     let id = request_id();
     let mut trail = Trail::new(&conn, &req, &id);
     // Whatever of the body is not read is drained after the answer.
-    let req = req.map(|b| RequestBody::new(b, gw.config.limits.body_read_timeout));
+    let req =
+        req.map(|b| RequestBody::new(b, gw.config.limits.body_read_timeout, gw.tasks.clone()));
     let outcome = stages(&gw, &conn, req, &mut trail).await;
     let response = respond(outcome, &mut trail, &id);
     // The completion record is written when the response has ended.
@@ -194,7 +195,7 @@ async fn stages(
         conn,
         trail,
         parts,
-        &scoped.upstream,
+        scoped.upstream.as_deref().unwrap_or(&route.upstream),
         scoped.inspected,
         upgrade,
     )

@@ -82,9 +82,9 @@ pub fn check(route: &Route, body: Option<&serde_json::Value>) -> Result<(), Scop
 
 /// What the engine receives after the scope stage.
 pub struct Scoped {
-    /// The request target (the classified one, or with its `filters`
-    /// narrowed).
-    pub upstream: String,
+    /// The request target with its `filters` narrowed, when they were
+    /// (else the route's own is sent).
+    pub upstream: Option<String>,
     pub inspected: Inspected,
 }
 
@@ -99,9 +99,9 @@ pub async fn apply(
     upstream: &Upstream,
     missing_volumes: &[String],
 ) -> Result<Scoped, ScopeError> {
-    let owner = OwnerLabels::new(identity, decision);
     let inspected = match route.op.id {
         OpId::ContainerCreate | OpId::VolumeCreate | OpId::NetworkCreate => {
+            let owner = OwnerLabels::new(identity, decision);
             let (mut value, received) = match inspected {
                 Inspected::Json { value, received } => (value, received),
                 Inspected::Empty => (serde_json::Value::Object(Default::default()), 0),
@@ -122,7 +122,7 @@ pub async fn apply(
     };
     let upstream = match &decision.view_scope {
         Some(view) => narrow(route, view)?,
-        None => route.upstream.clone(),
+        None => None,
     };
     Ok(Scoped {
         upstream,
@@ -130,9 +130,10 @@ pub async fn apply(
     })
 }
 
-/// The request target narrowed to `view` (unchanged for operations that
-/// list nothing), or the refusal of an operation that cannot be narrowed.
-fn narrow(route: &Route, view: &str) -> Result<String, ScopeError> {
+/// The request target narrowed to `view` (`None`: unchanged, for
+/// operations that list nothing), or the refusal of an operation that
+/// cannot be narrowed.
+fn narrow(route: &Route, view: &str) -> Result<Option<String>, ScopeError> {
     match route.op.id {
         OpId::ContainerList
         | OpId::VolumeList
@@ -147,12 +148,12 @@ fn narrow(route: &Route, view: &str) -> Result<String, ScopeError> {
                 .upstream
                 .split_once('?')
                 .map_or(route.upstream.as_str(), |(p, _)| p);
-            Ok(format!("{path}?{}", encode_query(&query)))
+            Ok(Some(format!("{path}?{}", encode_query(&query))))
         }
         OpId::SystemDataUsage | OpId::ImagePrune | OpId::BuildPrune => {
             Err(ScopeError::NotNarrowable { op: route.op.id })
         }
-        _ => Ok(route.upstream.clone()),
+        _ => Ok(None),
     }
 }
 
@@ -170,7 +171,7 @@ mod tests {
             "GET",
             "/v1.41/containers/json?all=1&limit=2&filters=%7B%22status%22%3A%5B%22exited%22%5D%7D",
         );
-        let target = narrow(&r, "user:alice").unwrap();
+        let target = narrow(&r, "user:alice").unwrap().unwrap();
         assert!(
             target.starts_with("/v1.41/containers/json?all=1&limit=2&filters="),
             "{target}"
@@ -192,7 +193,7 @@ mod tests {
             ("POST", "/volumes/prune"),
             ("POST", "/networks/prune"),
         ] {
-            let target = narrow(&route(m, t), "team:web").unwrap();
+            let target = narrow(&route(m, t), "team:web").unwrap().unwrap();
             assert!(target.starts_with(&format!("{t}?filters=")), "{target}");
             assert!(target.contains("io.moat.scope%3Dteam%3Aweb"), "{target}");
         }
@@ -210,9 +211,6 @@ mod tests {
             assert!(e.to_string().contains("cannot be narrowed"), "{e}");
         }
         let r = route("GET", "/v1.41/images/json?all=1");
-        assert_eq!(
-            narrow(&r, "user:alice").unwrap(),
-            "/v1.41/images/json?all=1"
-        );
+        assert_eq!(narrow(&r, "user:alice").unwrap(), None);
     }
 }

@@ -257,7 +257,11 @@ async fn through_hyper(raw: &[u8]) -> String {
                 match inspect(
                     route.op,
                     &parts.headers,
-                    RequestBody::new(body, std::time::Duration::from_secs(1)),
+                    RequestBody::new(
+                        body,
+                        std::time::Duration::from_secs(1),
+                        tokio_util::task::TaskTracker::new(),
+                    ),
                     64,
                 )
                 .await

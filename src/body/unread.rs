@@ -14,6 +14,8 @@
 //! that time the body is dropped and hyper closes the connection. The
 //! connection keeps its slot (and its identity's) while the task reads, so
 //! lingering gives a client nothing that holding the connection would not.
+//! The task is one of the gateway's tracked tasks: shutdown waits for it
+//! within its grace, and a forced close ends it with the connection.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -22,20 +24,25 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
+use tokio_util::task::TaskTracker;
 
 /// hyper's request body, drained in the background if dropped unread.
 #[derive(Debug)]
 pub struct RequestBody {
     inner: Option<Incoming>,
     linger: Duration,
+    /// The gateway's tasks, so that shutdown waits for the drain too.
+    tasks: TaskTracker,
 }
 
 impl RequestBody {
-    /// Wraps `body`; an unread rest is drained for at most `linger`.
-    pub fn new(body: Incoming, linger: Duration) -> Self {
+    /// Wraps `body`; an unread rest is drained for at most `linger`, in a
+    /// task of `tasks`.
+    pub fn new(body: Incoming, linger: Duration, tasks: TaskTracker) -> Self {
         RequestBody {
             inner: Some(body),
             linger,
+            tasks,
         }
     }
 }
@@ -76,7 +83,7 @@ impl Drop for RequestBody {
         // Outside a runtime (never on the request path) there is nothing to
         // linger on: hyper closes the connection as before.
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(drain(body, self.linger));
+            self.tasks.spawn_on(drain(body, self.linger), &rt);
         }
     }
 }

@@ -18,9 +18,7 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::Method;
-use http_body_util::{BodyExt, Limited};
 
 use super::EffectiveError;
 use crate::forward::{ForwardError, Upstream};
@@ -96,30 +94,23 @@ enum Lookup {
 }
 
 async fn get_json(upstream: &Upstream, path: &str) -> Result<serde_json::Value, Lookup> {
-    let req = Upstream::request(
-        Method::GET,
-        path,
-        http::HeaderMap::new(),
-        crate::resbody::full(Bytes::new()),
-    )
-    .map_err(|e| Lookup::Answer(e.to_string()))?;
-    let resp = match upstream.send(req).await {
+    let reply = match upstream
+        .call(Method::GET, path, None, LOOKUP_MAX_BYTES)
+        .await
+    {
         Ok(r) => r,
         Err(ForwardError::Unreachable) => return Err(Lookup::Unreachable),
-        Err(e) => return Err(Lookup::Answer(e.to_string())),
+        Err(e) => return Err(Lookup::Answer(format!("GET {path}: {e}"))),
     };
-    if !resp.status().is_success() {
+    if !reply.status.is_success() {
         return Err(Lookup::Answer(format!(
             "GET {path} answered {}",
-            resp.status()
+            reply.status
         )));
     }
-    let body = Limited::new(resp.into_body(), LOOKUP_MAX_BYTES)
-        .collect()
-        .await
-        .map_err(|e| Lookup::Answer(format!("GET {path}: {e}")))?
-        .to_bytes();
-    serde_json::from_slice(&body).map_err(|e| Lookup::Answer(format!("GET {path}: {e}")))
+    reply
+        .json()
+        .map_err(|e| Lookup::Answer(format!("GET {path}: {e}")))
 }
 
 async fn lookup(upstream: &Upstream) -> Result<EngineFacts, Lookup> {

@@ -7,12 +7,10 @@
 //! request is its own lookup: its path and query as forwarded, and the
 //! engine's [`Reply`] is kept for the client.
 
-use bytes::Bytes;
 use http::{Method, StatusCode};
-use http_body_util::{BodyExt, Limited};
 use serde_json::Value;
 
-use crate::forward::{ForwardError, Upstream};
+use crate::forward::{EngineReply, ForwardError, Upstream};
 use crate::owner::Kind;
 
 /// The most of an inspect document moat reads (a container's holds its
@@ -76,30 +74,10 @@ fn encode(s: &str) -> String {
     out
 }
 
-/// The engine's whole answer to one GET: kept as it is when the request is
+/// The engine's whole answer to a lookup: kept as it is when the request is
 /// itself the lookup (an inspect), so that the client gets the very answer
 /// the policy decided on, with one engine round trip instead of two.
-#[derive(Debug, Clone)]
-pub struct Reply {
-    pub status: StatusCode,
-    pub headers: http::HeaderMap,
-    pub body: Bytes,
-}
-
-impl Reply {
-    /// The reply as the client's response: the engine's status, headers
-    /// (hop-by-hop ones were stripped by [`Upstream::send`]; the framing is
-    /// hyper's, for the whole body) and body.
-    pub fn into_response(self) -> http::Response<crate::resbody::ResBody> {
-        let mut resp = http::Response::new(crate::resbody::full(self.body));
-        *resp.status_mut() = self.status;
-        let mut headers = self.headers;
-        headers.remove(http::header::CONTENT_LENGTH);
-        headers.remove(http::header::TRANSFER_ENCODING);
-        *resp.headers_mut() = headers;
-        resp
-    }
-}
+pub type Reply = EngineReply;
 
 /// Asks the engine about one object.
 pub(crate) async fn inspect(
@@ -115,28 +93,13 @@ pub(crate) async fn inspect(
 /// GETs `path` (a path and query as forwarded) from the engine, reading at
 /// most [`MAX_INSPECT_BYTES`] of the answer.
 pub(crate) async fn get(upstream: &Upstream, path: &str) -> Result<Reply, Failed> {
-    let req = Upstream::request(
-        Method::GET,
-        path,
-        http::HeaderMap::new(),
-        crate::resbody::full(Bytes::new()),
-    )
-    .map_err(|e| Failed(format!("GET {path}: {e}")))?;
-    let resp = upstream.send(req).await.map_err(|e| match e {
-        ForwardError::Unreachable => Failed("the engine is not reachable".into()),
-        e => Failed(format!("GET {path}: {e}")),
-    })?;
-    let (parts, body) = resp.into_parts();
-    let body = Limited::new(body, MAX_INSPECT_BYTES)
-        .collect()
+    upstream
+        .call(Method::GET, path, None, MAX_INSPECT_BYTES)
         .await
-        .map_err(|e| Failed(format!("GET {path}: {e}")))?
-        .to_bytes();
-    Ok(Reply {
-        status: parts.status,
-        headers: parts.headers,
-        body,
-    })
+        .map_err(|e| match e {
+            ForwardError::Unreachable => Failed("the engine is not reachable".into()),
+            e => Failed(format!("GET {path}: {e}")),
+        })
 }
 
 /// What the engine's `reply` to the lookup of `reference` says.
@@ -147,18 +110,16 @@ pub(crate) fn answer(
     reply: &Reply,
 ) -> Result<Answer, Failed> {
     let status = reply.status;
-    let json = serde_json::from_slice::<Value>(&reply.body);
     if status.is_client_error() {
-        let message = json
-            .ok()
-            .and_then(|v| v.get("message").and_then(Value::as_str).map(String::from))
+        let message = reply
+            .message()
             .unwrap_or_else(|| format!("No such {kind}: {reference}"));
         return Ok(Answer::Refused { status, message });
     }
     if !status.is_success() {
         return Err(Failed(format!("GET {path} answered {status}")));
     }
-    match json {
+    match reply.json() {
         Ok(v) if v.is_object() => Ok(Answer::Found(v)),
         Ok(_) => Err(Failed(format!("GET {path}: not a JSON object"))),
         Err(e) => Err(Failed(format!("GET {path}: {e}"))),

@@ -76,8 +76,11 @@ pub(crate) fn stamp(body: &mut Value, labels: &OwnerLabels) -> Result<(), ScopeE
 /// the build's `labels` query and in the `changes` (Dockerfile `LABEL`) of
 /// a commit or import.
 pub(crate) fn check(route: &Route, body: Option<&Value>) -> Result<(), ScopeError> {
-    if let Some(body) = body {
-        walk(body, &mut String::new())?;
+    if let Some((position, key)) = body.and_then(spoofed) {
+        return Err(ScopeError::Spoofed {
+            position: format!("`{position}`"),
+            key,
+        });
     }
     for (name, value) in &route.query {
         match (route.op.id, name.as_str()) {
@@ -89,41 +92,65 @@ pub(crate) fn check(route: &Route, body: Option<&Value>) -> Result<(), ScopeErro
     Ok(())
 }
 
-/// Walks the body; `path` is the position so far (`HostConfig.Mounts[0]`).
-fn walk(v: &Value, path: &mut String) -> Result<(), ScopeError> {
+/// One step down a JSON document: an object key or an array index.
+enum Step<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+/// The first key in moat's namespace of a `Labels` object anywhere in `v`,
+/// with the position of that object (`HostConfig.Mounts[0].VolumeOptions.Labels`).
+/// The position is written out only for what is found: the walk itself
+/// allocates nothing per key.
+fn spoofed(v: &Value) -> Option<(String, String)> {
+    let mut trail = Vec::new();
+    let key = find(v, &mut trail)?;
+    let mut position = String::new();
+    for step in &trail {
+        match step {
+            Step::Key(k) => {
+                if !position.is_empty() {
+                    position.push('.');
+                }
+                position.push_str(k);
+            }
+            Step::Index(i) => position.push_str(&format!("[{i}]")),
+        }
+    }
+    Some((position, key))
+}
+
+fn find<'a>(v: &'a Value, trail: &mut Vec<Step<'a>>) -> Option<String> {
     match v {
         Value::Object(m) => {
             for (k, child) in m {
-                let len = path.len();
-                if !path.is_empty() {
-                    path.push('.');
-                }
-                path.push_str(k);
+                trail.push(Step::Key(k));
                 if k == "Labels" {
-                    if let Value::Object(labels) = child {
-                        if let Some(key) = labels.keys().find(|k| reserved(k)) {
-                            return Err(ScopeError::Spoofed {
-                                position: format!("`{path}`"),
-                                key: key.clone(),
-                            });
-                        }
+                    if let Some(key) = child
+                        .as_object()
+                        .and_then(|labels| labels.keys().find(|k| reserved(k)))
+                    {
+                        return Some(key.clone());
                     }
                 }
-                walk(child, path)?;
-                path.truncate(len);
+                if let Some(found) = find(child, trail) {
+                    return Some(found);
+                }
+                trail.pop();
             }
         }
         Value::Array(items) => {
             for (i, child) in items.iter().enumerate() {
-                let len = path.len();
-                path.push_str(&format!("[{i}]"));
-                walk(child, path)?;
-                path.truncate(len);
+                trail.push(Step::Index(i));
+                if let Some(found) = find(child, trail) {
+                    return Some(found);
+                }
+                trail.pop();
             }
         }
         _ => {}
     }
-    Ok(())
+    None
 }
 
 /// Whether a label key is in moat's namespace.

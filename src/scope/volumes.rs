@@ -10,13 +10,10 @@
 //! the caller's, the engine answers with the existing volume and moat
 //! refuses the container create (409).
 
-use bytes::Bytes;
-use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
-use http_body_util::BodyExt;
+use http::Method;
 use serde_json::{json, Map, Value};
 
 use crate::forward::Upstream;
-use crate::resbody::full;
 
 use crate::owner::{OWNER_LABEL as OWNER, SCOPE_LABEL as SCOPE};
 
@@ -72,41 +69,22 @@ pub(crate) async fn create_missing(
 ) -> Result<(), ScopeError> {
     for name in names {
         let create = create_body(name, body, labels);
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        let req = Upstream::request(
-            Method::POST,
-            &format!("{prefix}/volumes/create"),
-            headers,
-            full(Bytes::from(create.to_string())),
-        )?;
-        let resp = upstream.send(req).await?;
-        let status = resp.status();
-        let answer = http_body_util::Limited::new(resp.into_body(), MAX_ANSWER)
-            .collect()
-            .await
-            .map_err(|_| ScopeError::VolumeCreate {
-                name: name.clone(),
-                status: StatusCode::BAD_GATEWAY,
-                message: "the engine's answer could not be read".into(),
-            })?
-            .to_bytes();
-        let answer: Value = serde_json::from_slice(&answer).unwrap_or(Value::Null);
-        if !status.is_success() {
-            let message = answer
-                .get("message")
-                .and_then(Value::as_str)
-                .unwrap_or("no message")
-                .to_string();
+        let reply = upstream
+            .call(
+                Method::POST,
+                &format!("{prefix}/volumes/create"),
+                Some(&create),
+                MAX_ANSWER,
+            )
+            .await?;
+        if !reply.status.is_success() {
             return Err(ScopeError::VolumeCreate {
                 name: name.clone(),
-                status,
-                message,
+                status: reply.status,
+                message: reply.message().unwrap_or_else(|| "no message".into()),
             });
         }
+        let answer = reply.json().unwrap_or(Value::Null);
         check_created(name, &answer, labels)?;
     }
     Ok(())
