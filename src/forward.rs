@@ -1,7 +1,8 @@
 //! The engine side: requests re-serialized onto the engine's unix socket.
 //!
-//! Ordinary requests go through a pool of keep-alive connections (hyper-util's
-//! client with a unix-socket connector). Bodies stream both ways: nothing is
+//! Ordinary requests go over keep-alive connections that the client's own
+//! task drives (the `driven` module: no other task is woken to carry a
+//! request or its answer). Bodies stream both ways: nothing is
 //! buffered whole, so `logs -f`, `events`, pull progress and `save`/`load`
 //! run as the engine produces and consumes them. Hijacked requests (attach,
 //! exec start, `/session`, `/grpc`) each get a dedicated connection (the
@@ -11,20 +12,14 @@
 //! credentials moat consumes (`Authorization`) are dropped, and the framing
 //! (Content-Length or chunked) is derived from the body moat sends.
 
-use std::future::Future;
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::{
     header, HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri,
 };
-use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::{Connected, Connection};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use tokio::net::UnixStream;
 
 use crate::resbody::{full, BoxError, ResBody};
@@ -83,66 +78,12 @@ impl EngineReply {
     }
 }
 
-/// Connects to the engine's socket; the URI is ignored.
-#[derive(Clone)]
-pub struct UnixConnector {
-    socket: Arc<PathBuf>,
-}
+mod driven;
 
-/// A unix stream as a hyper-util client connection.
-pub struct UnixConn(TokioIo<UnixStream>);
-
-impl Connection for UnixConn {
-    fn connected(&self) -> Connected {
-        Connected::new()
-    }
-}
-
-impl hyper::rt::Read for UnixConn {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: hyper::rt::ReadBufCursor<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_read(cx, buf)
-    }
-}
-
-impl hyper::rt::Write for UnixConn {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_shutdown(cx)
-    }
-}
-
-impl tower_service::Service<Uri> for UnixConnector {
-    type Response = UnixConn;
-    type Error = std::io::Error;
-    type Future = Pin<Box<dyn Future<Output = std::io::Result<UnixConn>> + Send>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _uri: Uri) -> Self::Future {
-        let socket = self.socket.clone();
-        Box::pin(async move { Ok(UnixConn(TokioIo::new(UnixStream::connect(&*socket).await?))) })
-    }
-}
-
-/// The engine: a pooled client plus the socket path for dedicated
-/// (hijack) connections.
+/// The engine: its idle keep-alive connections plus the socket path for
+/// dedicated (hijack) connections.
 pub struct Upstream {
-    client: Client<UnixConnector, ResBody>,
+    idle: Arc<driven::Idle>,
     socket: Arc<PathBuf>,
 }
 
@@ -176,13 +117,10 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 impl Upstream {
     pub fn new(socket: PathBuf) -> Self {
         let socket = Arc::new(socket);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(256)
-            .build(UnixConnector {
-                socket: socket.clone(),
-            });
-        Self { client, socket }
+        Self {
+            idle: driven::Idle::new(socket.clone()),
+            socket,
+        }
     }
 
     /// Builds the engine-side request: canonical target, cleaned headers.
@@ -203,9 +141,8 @@ impl Upstream {
             headers.remove(h);
         }
         headers.insert(header::HOST, HeaderValue::from_static("docker"));
-        let uri: Uri = format!("http://docker{target}")
-            .parse()
-            .map_err(|_| ForwardError::Failed)?;
+        // Origin form: the request line names the path, `Host` the engine.
+        let uri: Uri = target.parse().map_err(|_| ForwardError::Failed)?;
         let mut req = Request::new(body);
         *req.method_mut() = method;
         *req.uri_mut() = uri;
@@ -213,24 +150,17 @@ impl Upstream {
         Ok(req)
     }
 
-    /// Sends a request over the pool and returns the engine's response with
-    /// its body still streaming.
-    pub async fn send(&self, req: Request<ResBody>) -> Result<Response<Incoming>, ForwardError> {
-        match self.client.request(req).await {
-            Ok(mut resp) => {
-                strip_hop_by_hop(resp.headers_mut());
-                Ok(resp)
-            }
-            Err(e) if e.is_connect() => Err(ForwardError::Unreachable),
-            Err(e) => {
-                tracing::warn!(error = %e, "engine failed while answering");
-                Err(ForwardError::Failed)
-            }
-        }
+    /// Sends a request on a keep-alive connection and returns the engine's
+    /// response with its body still streaming.
+    pub async fn send(&self, req: Request<ResBody>) -> Result<Response<ResBody>, ForwardError> {
+        use http_body_util::BodyExt;
+        let mut resp = self.idle.send(req).await?;
+        strip_hop_by_hop(resp.headers_mut());
+        Ok(resp.map(|b| b.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync()))
     }
 
     /// A request moat makes itself (a lookup, a volume it creates): sent
-    /// over the pool, its whole answer read, at most `max` bytes of it. An
+    /// on a keep-alive connection, its whole answer read, at most `max` bytes of it. An
     /// answer that cannot be read whole is [`ForwardError::Failed`].
     pub async fn call(
         &self,
@@ -252,9 +182,11 @@ impl Upstream {
             None => full(bytes::Bytes::new()),
         };
         let resp = self
+            .idle
             .send(Self::request(method, target, headers, body)?)
             .await?;
-        let (parts, body) = resp.into_parts();
+        let (mut parts, body) = resp.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
         let body = Limited::new(body, max)
             .collect()
             .await
@@ -282,7 +214,7 @@ impl Upstream {
             })
     }
 
-    /// `GET /_ping`, for readiness, over a fresh connection: a pooled
+    /// `GET /_ping`, for readiness, over a fresh connection: an idle
     /// keep-alive connection can outlive the socket path (engine restarted
     /// elsewhere, socket removed), and then new requests and every hijack,
     /// which connect anew, fail while a pooled ping still succeeds.
@@ -314,8 +246,9 @@ impl Upstream {
     }
 }
 
-/// Maps a streamed engine body's error into the response body error type.
-pub fn stream_body(body: Incoming) -> ResBody {
+/// Maps a streamed engine body's error into the response body error type
+/// (a hijack's answer that did not switch protocols).
+pub fn stream_body(body: hyper::body::Incoming) -> ResBody {
     use http_body_util::BodyExt;
     body.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync()
 }

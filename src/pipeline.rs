@@ -36,7 +36,7 @@ use crate::config::{AuditLevel, Limits};
 use crate::conn::ConnInfo;
 use crate::effective;
 use crate::engine::EngineStatus;
-use crate::forward::{stream_body, Upstream};
+use crate::forward::Upstream;
 use crate::gateway::Gateway;
 use crate::identity::{Authenticator, Identity};
 use crate::metrics::Metrics;
@@ -340,7 +340,7 @@ async fn forward(
     trail.forwarding();
     match upgrade {
         Some(upgrade) => upgrade.forward(gw, conn, trail, req).await,
-        None => Ok(gw.upstream.send(req).await?.map(stream_body)),
+        None => Ok(gw.upstream.send(req).await?),
     }
 }
 

@@ -1,0 +1,361 @@
+//! The engine's keep-alive connections, each driven by the task that uses
+//! it.
+//!
+//! A pooled client (hyper-util's) drives every engine connection in a task
+//! of its own: a request wakes that task, its answer wakes the client's task
+//! again, and each wakeup across the runtime's threads is a futex call,
+//! about four per request (issue 17). Here a request takes an idle
+//! connection, or opens one, and the task that serves the client drives it:
+//! while the answer's head is awaited ([`Idle::send`]) and, through the
+//! answer's body ([`Driven`]), while the answer streams. An answer read to
+//! its end gives the connection back to the idle set; a body dropped before
+//! its end closes the connection, as the engine may still be sending.
+//!
+//! The idle set is a stack under a lock held only to push or pop (the
+//! most recently used connection first, so that few stay warm). An idle
+//! connection is driven by nobody: one the engine closed meanwhile is found
+//! closed when it is next taken, and the request goes to another one (it
+//! was never sent on the closed one).
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::{pin, Pin};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use tokio::net::UnixStream;
+
+use super::ForwardError;
+use crate::resbody::ResBody;
+
+/// Idle connections kept at most; more are closed when given back.
+const MAX_IDLE: usize = 256;
+
+/// An idle connection unused for longer is closed rather than reused.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// One keep-alive connection to the engine.
+struct EngineConn {
+    sender: http1::SendRequest<ResBody>,
+    driver: Driver,
+    idle_since: Instant,
+}
+
+/// The connection's own future, which reads and writes it.
+struct Driver {
+    conn: http1::Connection<TokioIo<UnixStream>, ResBody>,
+    /// It has completed (closed or failed): never polled or reused again.
+    done: bool,
+}
+
+impl Driver {
+    /// Polls the connection, unless it has completed.
+    fn poll(&mut self, cx: &mut Context<'_>) {
+        if !self.done && Pin::new(&mut self.conn).poll(cx).is_ready() {
+            self.done = true;
+        }
+    }
+
+    /// Drives the connection while `fut` runs, and returns `fut`'s output.
+    async fn drive<T>(&mut self, fut: impl Future<Output = T>) -> T {
+        let mut fut = pin!(fut);
+        std::future::poll_fn(|cx| {
+            self.poll(cx);
+            fut.as_mut().poll(cx)
+        })
+        .await
+    }
+}
+
+/// The engine's idle keep-alive connections (see the module docs).
+pub(super) struct Idle {
+    socket: Arc<PathBuf>,
+    conns: Mutex<Vec<EngineConn>>,
+}
+
+impl Idle {
+    pub(super) fn new(socket: Arc<PathBuf>) -> Arc<Self> {
+        Arc::new(Idle {
+            socket,
+            conns: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The most recently used idle connection, if any (those idle too long
+    /// are closed on the way).
+    fn take(&self) -> Option<EngineConn> {
+        let mut conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
+        while let Some(c) = conns.pop() {
+            if c.idle_since.elapsed() < IDLE_TIMEOUT {
+                return Some(c);
+            }
+        }
+        None
+    }
+
+    /// Gives back a connection whose last answer was read to its end.
+    fn put(&self, mut c: EngineConn) {
+        if c.driver.done {
+            return;
+        }
+        c.idle_since = Instant::now();
+        let mut conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
+        if conns.len() < MAX_IDLE {
+            conns.push(c);
+        }
+    }
+
+    /// A new connection to the engine's socket.
+    async fn connect(&self) -> Result<EngineConn, ForwardError> {
+        let io = UnixStream::connect(&*self.socket).await.map_err(|e| {
+            tracing::warn!(error = %e, "engine socket unreachable");
+            ForwardError::Unreachable
+        })?;
+        let (sender, conn) = http1::handshake(TokioIo::new(io)).await.map_err(|e| {
+            tracing::warn!(error = %e, "engine connection failed");
+            ForwardError::Unreachable
+        })?;
+        Ok(EngineConn {
+            sender,
+            driver: Driver { conn, done: false },
+            idle_since: Instant::now(),
+        })
+    }
+
+    /// Sends `req` on an idle connection (a new one when none is left, or
+    /// when those taken turn out closed) and returns the answer, whose body
+    /// drives the connection until it has been read.
+    pub(super) async fn send(
+        self: &Arc<Self>,
+        mut req: Request<ResBody>,
+    ) -> Result<Response<Driven>, ForwardError> {
+        loop {
+            let (mut c, reused) = match self.take() {
+                Some(c) => (c, true),
+                None => (self.connect().await?, false),
+            };
+            // Ready: the connection has finished its last exchange and wants
+            // a request. One the engine closed while idle fails here.
+            let ready = c.driver.drive(c.sender.ready()).await;
+            if let Err(e) = ready {
+                if reused {
+                    continue;
+                }
+                tracing::warn!(error = %e, "engine connection failed");
+                return Err(ForwardError::Unreachable);
+            }
+            let sent = c.sender.try_send_request(req);
+            match c.driver.drive(sent).await {
+                Ok(resp) => {
+                    let idle = self.clone();
+                    return Ok(resp.map(|body| Driven {
+                        body,
+                        conn: Some(c),
+                        ended: false,
+                        idle,
+                    }));
+                }
+                Err(mut e) => match e.take_message() {
+                    // Never written: the connection closed first.
+                    Some(r) if reused => req = r,
+                    _ => {
+                        let e = e.into_error();
+                        if e.is_canceled() || e.is_closed() {
+                            tracing::warn!(error = %e, "engine closed the connection");
+                        } else {
+                            tracing::warn!(error = %e, "engine failed while answering");
+                        }
+                        return Err(ForwardError::Failed);
+                    }
+                },
+            }
+        }
+    }
+}
+
+/// An engine answer's body, which drives its connection while it streams
+/// and gives the connection back once read to its end.
+pub(super) struct Driven {
+    body: Incoming,
+    conn: Option<EngineConn>,
+    ended: bool,
+    idle: Arc<Idle>,
+}
+
+impl Body for Driven {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = &mut *self;
+        if let Some(c) = this.conn.as_mut() {
+            c.driver.poll(cx);
+        }
+        let polled = Pin::new(&mut this.body).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => this.ended = true,
+            Poll::Ready(Some(Ok(_))) => this.ended = this.body.is_end_stream(),
+            Poll::Ready(Some(Err(_))) => this.conn = None,
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl Drop for Driven {
+    fn drop(&mut self) {
+        if self.ended || self.body.is_end_stream() {
+            if let Some(c) = self.conn.take() {
+                self.idle.put(c);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use http_body_util::BodyExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::UnixListener;
+    use tokio::sync::mpsc;
+
+    use super::*;
+    use crate::resbody::full;
+
+    /// A raw HTTP/1.1 engine on a unix socket: `GET /ok` is answered `OK`
+    /// and the connection kept; `GET /once` is answered `OK` and the
+    /// connection closed without notice (reported on `closed`); `GET
+    /// /stream` starts a chunked answer that never ends. Counts connections.
+    struct Engine {
+        socket: Arc<PathBuf>,
+        accepted: Arc<AtomicUsize>,
+        closed: mpsc::UnboundedReceiver<()>,
+        _dir: tempfile::TempDir,
+    }
+
+    fn engine() -> Engine {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = Arc::new(dir.path().join("engine.sock"));
+        let listener = UnixListener::bind(&*socket).unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let (tx, closed) = mpsc::unbounded_channel();
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    loop {
+                        let mut chunk = [0u8; 1024];
+                        let n = s.read(&mut chunk).await.unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                            buf.drain(..end + 4);
+                            if head.starts_with("GET /stream ") {
+                                let _ = s
+                                    .write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n")
+                                    .await;
+                                std::future::pending::<()>().await;
+                            }
+                            let _ = s
+                                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK")
+                                .await;
+                            if head.starts_with("GET /once ") {
+                                drop(s);
+                                let _ = tx.send(());
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        Engine {
+            socket,
+            accepted,
+            closed,
+            _dir: dir,
+        }
+    }
+
+    fn get(path: &str) -> Request<ResBody> {
+        let mut req = Request::new(full(Bytes::new()));
+        *req.uri_mut() = path.parse().unwrap();
+        req.headers_mut()
+            .insert(http::header::HOST, "docker".parse().unwrap());
+        req
+    }
+
+    async fn body(resp: Response<Driven>) -> Bytes {
+        resp.into_body().collect().await.unwrap().to_bytes()
+    }
+
+    #[tokio::test]
+    async fn answers_read_to_their_end_reuse_one_connection() {
+        let e = engine();
+        let idle = Idle::new(e.socket.clone());
+        for _ in 0..3 {
+            assert_eq!(body(idle.send(get("/ok")).await.unwrap()).await, "OK");
+        }
+        assert_eq!(e.accepted.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_engine_closed_while_idle_is_not_used() {
+        let mut e = engine();
+        let idle = Idle::new(e.socket.clone());
+        assert_eq!(body(idle.send(get("/once")).await.unwrap()).await, "OK");
+        e.closed.recv().await.unwrap();
+        // The idle connection is closed: the request goes to a new one.
+        assert_eq!(body(idle.send(get("/ok")).await.unwrap()).await, "OK");
+        assert_eq!(e.accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_body_dropped_before_its_end_closes_its_connection() {
+        let e = engine();
+        let idle = Idle::new(e.socket.clone());
+        let mut stream = idle.send(get("/stream")).await.unwrap().into_body();
+        let first = stream.frame().await.unwrap().unwrap();
+        assert_eq!(first.into_data().unwrap(), "ab");
+        drop(stream);
+        // Never reused: the engine may still be sending on it.
+        assert_eq!(body(idle.send(get("/ok")).await.unwrap()).await, "OK");
+        assert_eq!(e.accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn an_engine_that_is_gone_is_unreachable() {
+        let e = engine();
+        let idle = Idle::new(Arc::new(e.socket.with_extension("missing")));
+        assert!(matches!(
+            idle.send(get("/ok")).await,
+            Err(ForwardError::Unreachable)
+        ));
+    }
+}
