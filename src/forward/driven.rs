@@ -20,8 +20,9 @@
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::{pin, Pin};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -53,6 +54,7 @@ struct Driver {
     conn: http1::Connection<TokioIo<UnixStream>, ResBody>,
     /// It has completed (closed or failed): never polled or reused again.
     done: bool,
+    wake: Arc<Absorb>,
 }
 
 impl Driver {
@@ -63,14 +65,106 @@ impl Driver {
         }
     }
 
+    /// Polls the connection, then `f` (what waits on it), under the waker
+    /// that absorbs the wake-ups they give each other ([`Absorb`]).
+    fn poll_with<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut f: impl FnMut(&mut Context<'_>) -> Poll<T>,
+    ) -> Poll<T> {
+        let wake = self.wake.clone();
+        wake.run(cx, |cx| {
+            self.poll(cx);
+            f(cx)
+        })
+    }
+
     /// Drives the connection while `fut` runs, and returns `fut`'s output.
     async fn drive<T>(&mut self, fut: impl Future<Output = T>) -> T {
         let mut fut = pin!(fut);
-        std::future::poll_fn(|cx| {
-            self.poll(cx);
-            fut.as_mut().poll(cx)
+        std::future::poll_fn(|cx| self.poll_with(cx, |cx| fut.as_mut().poll(cx))).await
+    }
+}
+
+/// The waker a connection and what waits on it are polled with.
+///
+/// The connection and the request or body waiting on it talk through
+/// channels that wake the other side: both are this task, so each such
+/// wake-up would make tokio poll the task again from its run queue, and
+/// wake a parked worker thread to share the work (a futex call, for a task
+/// that is running anyway). While the task is inside [`Absorb::run`], a
+/// wake-up only marks that the polls must run again, which `run` does at
+/// once; outside it, it wakes the task.
+struct Absorb {
+    state: AtomicU8,
+    task: Mutex<Option<Waker>>,
+}
+
+const IDLE: u8 = 0;
+const POLLING: u8 = 1;
+const WOKEN: u8 = 2;
+
+/// Times `run` polls again for wake-ups it absorbed before it yields.
+const MAX_REPOLLS: usize = 16;
+
+impl Absorb {
+    fn new() -> Arc<Self> {
+        Arc::new(Absorb {
+            state: AtomicU8::new(IDLE),
+            task: Mutex::new(None),
         })
-        .await
+    }
+
+    /// Drops the task's waker.
+    fn forget(&self) {
+        *self.task.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    fn run<T>(
+        self: Arc<Self>,
+        cx: &mut Context<'_>,
+        mut poll: impl FnMut(&mut Context<'_>) -> Poll<T>,
+    ) -> Poll<T> {
+        {
+            let mut task = self.task.lock().unwrap_or_else(|p| p.into_inner());
+            if !task.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                *task = Some(cx.waker().clone());
+            }
+        }
+        let waker = Waker::from(self.clone());
+        let mut inner = Context::from_waker(&waker);
+        for _ in 0..MAX_REPOLLS {
+            self.state.store(POLLING, Ordering::SeqCst);
+            let polled = poll(&mut inner);
+            let state = self.state.swap(IDLE, Ordering::SeqCst);
+            if polled.is_ready() || state != WOKEN {
+                return polled;
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
+
+impl Wake for Absorb {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        match self
+            .state
+            .compare_exchange(POLLING, WOKEN, Ordering::SeqCst, Ordering::SeqCst)
+        {
+            // Inside `run`, or woken there already: it polls again.
+            Ok(_) | Err(WOKEN) => {}
+            Err(_) => {
+                let task = self.task.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(w) = task.as_ref() {
+                    w.wake_by_ref();
+                }
+            }
+        }
     }
 }
 
@@ -106,6 +200,8 @@ impl Idle {
             return;
         }
         c.idle_since = Instant::now();
+        // Nobody waits on an idle connection: its last task may end.
+        c.driver.wake.forget();
         let mut conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
         if conns.len() < MAX_IDLE {
             conns.push(c);
@@ -124,7 +220,11 @@ impl Idle {
         })?;
         Ok(EngineConn {
             sender,
-            driver: Driver { conn, done: false },
+            driver: Driver {
+                conn,
+                done: false,
+                wake: Absorb::new(),
+            },
             idle_since: Instant::now(),
         })
     }
@@ -143,7 +243,8 @@ impl Idle {
             };
             // Ready: the connection has finished its last exchange and wants
             // a request. One the engine closed while idle fails here.
-            let ready = c.driver.drive(c.sender.ready()).await;
+            let EngineConn { sender, driver, .. } = &mut c;
+            let ready = driver.drive(sender.ready()).await;
             if let Err(e) = ready {
                 if reused {
                     continue;
@@ -151,8 +252,10 @@ impl Idle {
                 tracing::warn!(error = %e, "engine connection failed");
                 return Err(ForwardError::Unreachable);
             }
-            let sent = c.sender.try_send_request(req);
-            match c.driver.drive(sent).await {
+            // Handed over inside the driven poll (the async block is lazy),
+            // so that the wake-up it gives the connection is absorbed.
+            let sent = driver.drive(async { sender.try_send_request(req).await });
+            match sent.await {
                 Ok(resp) => {
                     let idle = self.clone();
                     return Ok(resp.map(|body| Driven {
@@ -198,10 +301,13 @@ impl Body for Driven {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = &mut *self;
-        if let Some(c) = this.conn.as_mut() {
-            c.driver.poll(cx);
-        }
-        let polled = Pin::new(&mut this.body).poll_frame(cx);
+        let body = &mut this.body;
+        let polled = match this.conn.as_mut() {
+            Some(c) => c
+                .driver
+                .poll_with(cx, |cx| Pin::new(&mut *body).poll_frame(cx)),
+            None => Pin::new(&mut *body).poll_frame(cx),
+        };
         match &polled {
             Poll::Ready(None) => this.ended = true,
             Poll::Ready(Some(Ok(_))) => this.ended = this.body.is_end_stream(),
@@ -357,5 +463,53 @@ mod tests {
             idle.send(get("/ok")).await,
             Err(ForwardError::Unreachable)
         ));
+    }
+
+    /// Counts the wake-ups of the task.
+    struct Count(AtomicUsize);
+
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_wake_up_from_inside_the_poll_polls_again_without_waking_the_task() {
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(count.clone());
+        let mut cx = Context::from_waker(&waker);
+        let absorb = Absorb::new();
+        let mut polls = 0;
+        let polled = absorb.clone().run(&mut cx, |cx| {
+            polls += 1;
+            if polls == 1 {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            Poll::Ready(())
+        });
+        assert!(polled.is_ready());
+        assert_eq!((polls, count.0.load(Ordering::SeqCst)), (2, 0));
+    }
+
+    #[test]
+    fn a_wake_up_after_the_poll_wakes_the_task() {
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(count.clone());
+        let mut cx = Context::from_waker(&waker);
+        let absorb = Absorb::new();
+        let mut registered = None;
+        let polled = absorb.clone().run(&mut cx, |cx| {
+            registered = Some(cx.waker().clone());
+            Poll::<()>::Pending
+        });
+        assert!(polled.is_pending());
+        registered.unwrap().wake();
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        // Given back idle, nobody is woken any more.
+        absorb.forget();
+        Waker::from(absorb).wake();
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
     }
 }
