@@ -295,11 +295,17 @@ fn main() {
                         let memo1 = measure::memo_counts(world.moat_metrics);
                         s.add(p, "memo_hit_pct_new_conns", measure::hit_pct(memo0, memo1));
                     }
-                    if let [front, engine] = cpu[..] {
-                        s.add(p, "front_cpu_ms_per_conn", front);
-                        s.add(p, "engine_cpu_ms_per_conn", engine);
-                    } else {
-                        s.add(p, "engine_cpu_ms_per_conn", cpu[0]);
+                    match cpu[..] {
+                        [front, engine, client] => {
+                            s.add(p, "front_cpu_ms_per_conn", front);
+                            s.add(p, "engine_cpu_ms_per_conn", engine);
+                            s.add(p, "client_cpu_ms_per_conn", client);
+                        }
+                        [engine, client] => {
+                            s.add(p, "engine_cpu_ms_per_conn", engine);
+                            s.add(p, "client_cpu_ms_per_conn", client);
+                        }
+                        _ => {}
                     }
                 }
             });
@@ -331,8 +337,23 @@ fn main() {
     }
     for _ in 0..cli_rounds {
         for (p, _, cli, _) in &paths {
+            // What moat itself adds to a `docker run`, from its metrics.
+            let before = (*p == "moat").then(|| {
+                let m = measure::moat_internals(world.moat_metrics);
+                (m, measure::fsyncs(world.moat_metrics))
+            });
             let (ms, _) = cli.time(&["run", "--rm", img, "true"], None, "");
             s.add(p, "run_ms", ms);
+            if let Some((m0, f0)) = before {
+                let m1 = measure::moat_internals(world.moat_metrics);
+                s.add(p, "moat_requests_per_run", m1.2 - m0.2);
+                s.add(p, "moat_overhead_per_run_ms", (m1.0 - m0.0) * 1e3);
+                s.add(
+                    p,
+                    "moat_fsyncs_per_run",
+                    measure::fsyncs(world.moat_metrics) - f0,
+                );
+            }
             let (ms, ok) = cli.time(&["run", "-i", "--rm", img, "cat"], Some(b"hi\n"), "hi\n");
             s.add(p, "run_i_ms", ms);
             let prev = run_i_works[*p].as_bool().unwrap_or(true);

@@ -38,7 +38,8 @@
 //!     owner labels are stamped on what is created and lists, events and
 //!     prunes are narrowed to the decision's `view_scope`.
 //! 11. [`forward`] and [`hijack`]: the engine's unix socket, streamed or
-//!     hijacked with half-close.
+//!     hijacked with half-close; keep-alive engine connections are driven
+//!     by the task that serves the client.
 //! 12. [`respond`]: the one place a refusal becomes a client response.
 //!
 //! The module graph is acyclic and reads bottom-up (`tests/layout.rs` fails

@@ -85,7 +85,8 @@ pub(crate) async fn throughput(
 
 /// New connections per second (connect + full handshake + one `/_ping` +
 /// close) with `conc` at once, and the CPU milliseconds each group of
-/// processes in `groups` spent per connection.
+/// processes in `groups` spent per connection, followed by the bench's own
+/// (the client's).
 pub(crate) async fn new_connections(
     t: &Target,
     conc: usize,
@@ -95,6 +96,10 @@ pub(crate) async fn new_connections(
     let done = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let ticks = |g: &Vec<u32>| g.iter().map(|p| cpu_ticks(*p)).sum::<u64>();
+    // The client's half of the handshakes runs on the same cores: the
+    // bench's own CPU is measured last, after the servers'.
+    let mut groups = groups.to_vec();
+    groups.push(vec![std::process::id()]);
     let cpu0: Vec<u64> = groups.iter().map(ticks).collect();
     let start = Instant::now();
     let mut tasks = Vec::new();
@@ -255,6 +260,11 @@ pub(crate) fn moat_internals(metrics: std::net::SocketAddr) -> (f64, f64, f64, f
         value("moat_overhead_seconds_count"),
         value("moat_policy_eval_seconds_count"),
     )
+}
+
+/// moat's audit fsyncs so far (`moat_audit_fsyncs_total`).
+pub(crate) fn fsyncs(metrics: std::net::SocketAddr) -> f64 {
+    scrape(metrics)("moat_audit_fsyncs_total")
 }
 
 /// moat's policy memo so far: (hits, misses) of `moat_policy_memo_total`.

@@ -119,6 +119,12 @@ pub(crate) const METRICS: &[Metric] = &[
         higher_is_better: false,
     },
     Metric {
+        key: "client_cpu_ms_per_conn",
+        label: "the bench client's CPU per new connection",
+        unit: "ms",
+        higher_is_better: false,
+    },
+    Metric {
         key: "save_mb_s",
         label: "image save",
         unit: "MB/s",
@@ -140,6 +146,24 @@ pub(crate) const METRICS: &[Metric] = &[
         key: "run_i_ms",
         label: "echo hi | docker run -i --rm IMG cat",
         unit: "ms",
+        higher_is_better: false,
+    },
+    Metric {
+        key: "moat_requests_per_run",
+        label: "  requests per docker run (moat's count)",
+        unit: "requests",
+        higher_is_better: false,
+    },
+    Metric {
+        key: "moat_overhead_per_run_ms",
+        label: "  moat's own time per docker run",
+        unit: "ms",
+        higher_is_better: false,
+    },
+    Metric {
+        key: "moat_fsyncs_per_run",
+        label: "  audit fsyncs per docker run",
+        unit: "fsyncs",
         higher_is_better: false,
     },
 ];
