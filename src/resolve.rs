@@ -222,13 +222,12 @@ async fn look_up_all(
     let mut reply = None;
     for r in found {
         let key = (r.kind, r.reference.as_str());
-        let looked = match seen.get(&key) {
-            Some(l) => l.clone(),
-            None => {
+        let looked = match seen.entry(key) {
+            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => {
                 let (l, kept) = look_up(upstream, r.kind, &r.reference, own).await?;
                 reply = reply.or(kept);
-                seen.insert(key, l.clone());
-                l
+                v.insert(l)
             }
         };
         out.push(object(r, looked)?);
@@ -237,7 +236,6 @@ async fn look_up_all(
 }
 
 /// What one lookup gave: the inspect documents, or the engine's refusal.
-#[derive(Clone)]
 enum Looked {
     Found {
         doc: Value,
@@ -316,12 +314,12 @@ async fn look_up(
 }
 
 /// The resource for `r` from its lookup, or the engine's refusal.
-fn object(r: &Ref, looked: Looked) -> Result<Object, ResolveError> {
+fn object(r: &Ref, looked: &Looked) -> Result<Object, ResolveError> {
     let position = r.site.position(&r.reference);
     let (doc, container) = match looked {
-        Looked::Found { doc, container } => (doc, container),
+        Looked::Found { doc, container } => (doc, container.as_ref()),
         Looked::Refused { status, .. }
-            if status == StatusCode::NOT_FOUND && r.site.may_be_created() =>
+            if *status == StatusCode::NOT_FOUND && r.site.may_be_created() =>
         {
             return Ok(Object {
                 resource: missing_volume(r, position),
@@ -329,7 +327,10 @@ fn object(r: &Ref, looked: Looked) -> Result<Object, ResolveError> {
             })
         }
         Looked::Refused { status, message } => {
-            return Err(ResolveError::Engine { status, message })
+            return Err(ResolveError::Engine {
+                status: *status,
+                message: message.clone(),
+            })
         }
     };
     let str_of = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_string();
@@ -349,35 +350,35 @@ fn object(r: &Ref, looked: Looked) -> Result<Object, ResolveError> {
     };
     match r.kind {
         Kind::Container => {
-            let c = facts::container(&doc);
-            resource.id = str_of(&doc, "Id");
-            resource.name = str_of(&doc, "Name").trim_start_matches('/').into();
+            let c = facts::container(doc);
+            resource.id = str_of(doc, "Id");
+            resource.name = str_of(doc, "Name").trim_start_matches('/').into();
             resource.owner = owner(doc.get("Config").and_then(|c| c.get("Labels")));
             resource.host_access = facts::container_host_access(&c);
             resource.container = Some(c);
         }
         Kind::Exec => {
-            let e = facts::exec(&doc);
-            let cdoc = container.unwrap_or(Value::Null);
-            let c = facts::container(&cdoc);
-            resource.id = str_of(&doc, "ID");
+            let e = facts::exec(doc);
+            let cdoc = container.unwrap_or(&Value::Null);
+            let c = facts::container(cdoc);
+            resource.id = str_of(doc, "ID");
             resource.owner = owner(cdoc.get("Config").and_then(|c| c.get("Labels")));
             resource.host_access = facts::exec_host_access(&e, &c);
             resource.container = Some(c);
             resource.exec = Some(e);
         }
         Kind::Volume => {
-            let v = facts::volume(&doc);
-            resource.id = str_of(&doc, "Name");
+            let v = facts::volume(doc);
+            resource.id = str_of(doc, "Name");
             resource.name = resource.id.clone();
             resource.owner = owner(doc.get("Labels"));
             resource.host_access = facts::volume_host_access(&v);
             resource.volume = Some(v);
         }
         Kind::Network => {
-            let n = facts::network(&doc);
-            resource.id = str_of(&doc, "Id");
-            resource.name = str_of(&doc, "Name");
+            let n = facts::network(doc);
+            resource.id = str_of(doc, "Id");
+            resource.name = str_of(doc, "Name");
             resource.owner = owner(doc.get("Labels"));
             resource.host_access = facts::network_host_access(&resource.name, &n);
             resource.network = Some(n);
@@ -593,7 +594,7 @@ mod tests {
             status: StatusCode::NOT_FOUND,
             message: "get newvol: no such volume".into(),
         };
-        let o = object(&r, refused.clone()).unwrap();
+        let o = object(&r, &refused).unwrap();
         assert!(!o.resource.exists);
         assert_eq!(o.resource.id, "newvol");
         assert_eq!(o.rewrite, None);
@@ -602,7 +603,7 @@ mod tests {
             site: Site::Path,
             ..r
         };
-        let e = object(&r, refused).err().unwrap();
+        let e = object(&r, &refused).err().unwrap();
         assert_eq!(e.status(), StatusCode::NOT_FOUND);
     }
 
@@ -621,7 +622,7 @@ mod tests {
         };
         let o = object(
             &r,
-            Looked::Found {
+            &Looked::Found {
                 doc,
                 container: None,
             },
@@ -641,7 +642,7 @@ mod tests {
         };
         let o = object(
             &r,
-            Looked::Found {
+            &Looked::Found {
                 doc,
                 container: None,
             },
@@ -650,5 +651,78 @@ mod tests {
         assert_eq!(o.rewrite, None);
         assert!(o.resource.network.unwrap().builtin);
         assert!(o.resource.owner.is_none());
+    }
+
+    /// moat parses only the fields of an inspect document it reads
+    /// (`lookup::Kept`): for real documents of every kind (taken from
+    /// dockerd, with the fields the facts read set), the resource the
+    /// policy sees is the same as from the whole document.
+    #[test]
+    fn resources_from_the_kept_fields_equal_those_from_the_whole_document() {
+        let cases = [
+            (
+                Kind::Container,
+                "containers",
+                Site::ContainerMode("PidMode"),
+            ),
+            (Kind::Exec, "exec", Site::Path),
+            (Kind::Volume, "volumes", Site::Bind(0)),
+            (Kind::Network, "networks", Site::Endpoint),
+        ];
+        let container = fixture("containers");
+        let whole = |body: &str| serde_json::from_str::<Value>(body).unwrap();
+        let kept = |body: &str| {
+            let reply = Reply {
+                status: StatusCode::OK,
+                headers: http::HeaderMap::new(),
+                body: bytes::Bytes::copy_from_slice(body.as_bytes()),
+            };
+            match lookup::answer(Kind::Container, "x", "/x", &reply).unwrap() {
+                Answer::Found(doc) => doc,
+                Answer::Refused { .. } => panic!("refused"),
+            }
+        };
+        for (kind, name, site) in cases {
+            let body = fixture(name);
+            let r = Ref {
+                kind,
+                reference: "x".into(),
+                site,
+            };
+            let looked = |doc: &dyn Fn(&str) -> Value| Looked::Found {
+                doc: doc(&body),
+                container: (kind == Kind::Exec).then(|| doc(&container)),
+            };
+            let from_whole = object(&r, &looked(&whole)).unwrap().resource;
+            let from_kept = object(&r, &looked(&kept)).unwrap().resource;
+            assert_eq!(from_kept, from_whole, "{name}");
+            // The fixtures exercise the facts: none of them is all defaults.
+            assert!(from_whole.owner.is_some() || kind == Kind::Exec, "{name}");
+        }
+        let c = object(
+            &Ref {
+                kind: Kind::Container,
+                reference: "c1".into(),
+                site: Site::Path,
+            },
+            &Looked::Found {
+                doc: kept(&container),
+                container: None,
+            },
+        )
+        .unwrap()
+        .resource;
+        let facts = c.container.unwrap();
+        assert!(facts.privileged && !facts.binds.is_empty() && !facts.devices.is_empty());
+        assert!(!facts.cap_add.is_empty() && !facts.mount_sources.is_empty());
+        assert_eq!(facts.pid_mode, "host");
+    }
+
+    fn fixture(name: &str) -> String {
+        let path = format!(
+            "{}/tests/data/inspect/{name}.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::read_to_string(path).unwrap()
     }
 }
