@@ -79,10 +79,19 @@ impl Driver {
         })
     }
 
-    /// Drives the connection while `fut` runs, and returns `fut`'s output.
-    async fn drive<T>(&mut self, fut: impl Future<Output = T>) -> T {
+    /// Drives the connection while `fut` runs, and returns `fut`'s output;
+    /// [`Ended`] if the connection completes while `fut` still waits (it
+    /// never would be answered: nothing drives the connection any more).
+    async fn drive<T>(&mut self, fut: impl Future<Output = T>) -> Result<T, Ended> {
         let mut fut = pin!(fut);
-        std::future::poll_fn(|cx| self.poll_with(cx, |cx| fut.as_mut().poll(cx))).await
+        std::future::poll_fn(|cx| {
+            let polled = self.poll_with(cx, |cx| fut.as_mut().poll(cx));
+            match polled {
+                Poll::Pending if self.done => Poll::Ready(Err(Ended)),
+                polled => polled.map(Ok),
+            }
+        })
+        .await
     }
 }
 
@@ -196,7 +205,7 @@ impl Idle {
 
     /// Gives back a connection whose last answer was read to its end.
     fn put(&self, mut c: EngineConn) {
-        if c.driver.done {
+        if c.driver.done || c.sender.is_closed() {
             return;
         }
         c.idle_since = Instant::now();
@@ -244,7 +253,10 @@ impl Idle {
             // Ready: the connection has finished its last exchange and wants
             // a request. One the engine closed while idle fails here.
             let EngineConn { sender, driver, .. } = &mut c;
-            let ready = driver.drive(sender.ready()).await;
+            let ready = match driver.drive(sender.ready()).await {
+                Ok(ready) => ready.map_err(|e| e.to_string()),
+                Err(ended) => Err(ended.to_string()),
+            };
             if let Err(e) = ready {
                 if reused {
                     continue;
@@ -255,13 +267,18 @@ impl Idle {
             // Handed over inside the driven poll (the async block is lazy),
             // so that the wake-up it gives the connection is absorbed.
             let sent = driver.drive(async { sender.try_send_request(req).await });
-            match sent.await {
+            let Ok(sent) = sent.await else {
+                tracing::warn!("engine closed the connection before answering");
+                return Err(ForwardError::Failed);
+            };
+            match sent {
                 Ok(resp) => {
                     let idle = self.clone();
                     return Ok(resp.map(|body| Driven {
                         body,
                         conn: Some(c),
                         ended: false,
+                        failed: None,
                         idle,
                     }));
                 }
@@ -289,29 +306,72 @@ pub(super) struct Driven {
     body: Incoming,
     conn: Option<EngineConn>,
     ended: bool,
+    /// The body's failure, given on the poll after the one that met it.
+    failed: Option<BodyError>,
     idle: Arc<Idle>,
+}
+
+/// The connection completed while a request or body still waited on it.
+#[derive(Debug, thiserror::Error)]
+#[error("the engine connection ended before its answer did")]
+pub(super) struct Ended;
+
+/// Why an answer's body failed.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum BodyError {
+    #[error(transparent)]
+    Engine(#[from] hyper::Error),
+    #[error(transparent)]
+    Ended(#[from] Ended),
 }
 
 impl Body for Driven {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = &mut *self;
+        if let Some(e) = this.failed.take() {
+            return Poll::Ready(Some(Err(e)));
+        }
         let body = &mut this.body;
         let polled = match this.conn.as_mut() {
-            Some(c) => c
-                .driver
-                .poll_with(cx, |cx| Pin::new(&mut *body).poll_frame(cx)),
-            None => Pin::new(&mut *body).poll_frame(cx),
+            Some(c) => {
+                match c
+                    .driver
+                    .poll_with(cx, |cx| Pin::new(&mut *body).poll_frame(cx))
+                {
+                    // Nothing would ever end this body: a visible error,
+                    // never a clean end.
+                    Poll::Pending if c.driver.done => {
+                        Poll::Ready(Some(Err(BodyError::Ended(Ended))))
+                    }
+                    polled => polled.map(|f| f.map(|f| f.map_err(BodyError::from))),
+                }
+            }
+            None => Pin::new(&mut *body)
+                .poll_frame(cx)
+                .map(|f| f.map(|f| f.map_err(BodyError::from))),
         };
-        match &polled {
+        match polled {
             Poll::Ready(None) => this.ended = true,
             Poll::Ready(Some(Ok(_))) => this.ended = this.body.is_end_stream(),
-            Poll::Ready(Some(Err(_))) => this.conn = None,
+            Poll::Ready(Some(Err(e))) => {
+                // The engine failed mid-answer (died, cut the stream). What
+                // came before the failure often arrives in the same read;
+                // hyper has buffered it but not written it yet, and would
+                // drop it with the connection on the error. So the error
+                // waits one turn: hyper writes out what it has, and the
+                // next poll gives the error, which ends the client's
+                // connection visibly unfinished.
+                this.conn = None;
+                this.failed = Some(e);
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
             Poll::Pending => {}
         }
         polled
@@ -351,7 +411,10 @@ mod tests {
     /// A raw HTTP/1.1 engine on a unix socket: `GET /ok` is answered `OK`
     /// and the connection kept; `GET /once` is answered `OK` and the
     /// connection closed without notice (reported on `closed`); `GET
-    /// /stream` starts a chunked answer that never ends. Counts connections.
+    /// /close` is answered `OK` with `Connection: close`, and closed; `GET
+    /// /stream` starts a chunked answer that never ends; `GET /die` starts
+    /// one and closes the connection (reported on `closed`). Counts
+    /// connections.
     struct Engine {
         socket: Arc<PathBuf>,
         accepted: Arc<AtomicUsize>,
@@ -387,6 +450,20 @@ mod tests {
                                     .write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n")
                                     .await;
                                 std::future::pending::<()>().await;
+                            }
+                            if head.starts_with("GET /die ") {
+                                let _ = s
+                                    .write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+                                    .await;
+                                drop(s);
+                                let _ = tx.send(());
+                                return;
+                            }
+                            if head.starts_with("GET /close ") {
+                                let _ = s
+                                    .write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nOK")
+                                    .await;
+                                return;
                             }
                             let _ = s
                                 .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK")
@@ -440,6 +517,42 @@ mod tests {
         // The idle connection is closed: the request goes to a new one.
         assert_eq!(body(idle.send(get("/ok")).await.unwrap()).await, "OK");
         assert_eq!(e.accepted.load(Ordering::SeqCst), 2);
+    }
+
+    /// Regression: the engine's `Connection: close` answer left a
+    /// connection whose driver had completed; taken again, it was waited on
+    /// for a readiness nothing would ever signal (the fault test
+    /// `engine_dying_mid_stream_truncates_visibly` timed out on it).
+    #[tokio::test]
+    async fn an_answer_that_closes_its_connection_is_never_waited_on() {
+        let e = engine();
+        let idle = Idle::new(e.socket.clone());
+        for _ in 0..3 {
+            let answered = tokio::time::timeout(Duration::from_secs(5), async {
+                body(idle.send(get("/close")).await.unwrap()).await
+            });
+            assert_eq!(answered.await.unwrap(), "OK");
+        }
+        assert_eq!(e.accepted.load(Ordering::SeqCst), 3);
+    }
+
+    /// Regression: an engine dying mid-answer, its last bytes and its end
+    /// read together, made the body fail in the poll right after its data:
+    /// hyper then dropped the buffered response (head and data) with the
+    /// connection, and the client got nothing (the fault test
+    /// `engine_dying_mid_stream_truncates_visibly`).
+    #[tokio::test]
+    async fn a_failure_is_given_a_poll_after_the_data_before_it() {
+        let mut e = engine();
+        let idle = Idle::new(e.socket.clone());
+        let mut body = idle.send(get("/die")).await.unwrap().into_body();
+        e.closed.recv().await.unwrap();
+        let first = body.frame().await.unwrap().unwrap();
+        assert_eq!(first.into_data().unwrap(), "hello");
+        let mut next = std::pin::pin!(body.frame());
+        let now = std::future::poll_fn(|cx| Poll::Ready(next.as_mut().poll(cx))).await;
+        assert!(now.is_pending(), "the failure came with the data's poll");
+        assert!(next.await.unwrap().is_err());
     }
 
     #[tokio::test]
