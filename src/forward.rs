@@ -154,14 +154,26 @@ impl Upstream {
     /// response with its body still streaming.
     pub async fn send(&self, req: Request<ResBody>) -> Result<Response<ResBody>, ForwardError> {
         use http_body_util::BodyExt;
-        let mut resp = self.idle.send(req).await?;
-        strip_hop_by_hop(resp.headers_mut());
+        let resp = self.exchange(req).await?;
         Ok(resp.map(|b| b.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync()))
     }
 
+    /// The engine's answer to `req`, hop-by-hop headers removed, its body
+    /// driving its connection (for [`Upstream::send`] and
+    /// [`Upstream::call`]).
+    async fn exchange(
+        &self,
+        req: Request<ResBody>,
+    ) -> Result<Response<driven::Driven>, ForwardError> {
+        let mut resp = self.idle.send(req).await?;
+        strip_hop_by_hop(resp.headers_mut());
+        Ok(resp)
+    }
+
     /// A request moat makes itself (a lookup, a volume it creates): sent
-    /// on a keep-alive connection, its whole answer read, at most `max` bytes of it. An
-    /// answer that cannot be read whole is [`ForwardError::Failed`].
+    /// on a keep-alive connection, its whole answer read, at most `max`
+    /// bytes of it. An answer that cannot be read whole is
+    /// [`ForwardError::Failed`].
     pub async fn call(
         &self,
         method: Method,
@@ -182,11 +194,9 @@ impl Upstream {
             None => full(bytes::Bytes::new()),
         };
         let resp = self
-            .idle
-            .send(Self::request(method, target, headers, body)?)
+            .exchange(Self::request(method, target, headers, body)?)
             .await?;
-        let (mut parts, body) = resp.into_parts();
-        strip_hop_by_hop(&mut parts.headers);
+        let (parts, body) = resp.into_parts();
         let body = Limited::new(body, max)
             .collect()
             .await

@@ -26,6 +26,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures_util::task::AtomicWaker;
 use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
@@ -79,19 +80,26 @@ impl Driver {
         })
     }
 
+    /// Polls the connection and `f` as [`Driver::poll_with`]; a `f` still
+    /// pending once the connection has completed never would be ready
+    /// (nothing drives the connection any more): [`Ended`].
+    fn poll_or_ended<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        f: impl FnMut(&mut Context<'_>) -> Poll<T>,
+    ) -> Poll<Result<T, Ended>> {
+        match self.poll_with(cx, f) {
+            Poll::Pending if self.done => Poll::Ready(Err(Ended)),
+            polled => polled.map(Ok),
+        }
+    }
+
     /// Drives the connection while `fut` runs, and returns `fut`'s output;
     /// [`Ended`] if the connection completes while `fut` still waits (it
     /// never would be answered: nothing drives the connection any more).
     async fn drive<T>(&mut self, fut: impl Future<Output = T>) -> Result<T, Ended> {
         let mut fut = pin!(fut);
-        std::future::poll_fn(|cx| {
-            let polled = self.poll_with(cx, |cx| fut.as_mut().poll(cx));
-            match polled {
-                Poll::Pending if self.done => Poll::Ready(Err(Ended)),
-                polled => polled.map(Ok),
-            }
-        })
-        .await
+        std::future::poll_fn(|cx| self.poll_or_ended(cx, |cx| fut.as_mut().poll(cx))).await
     }
 }
 
@@ -106,7 +114,7 @@ impl Driver {
 /// once; outside it, it wakes the task.
 struct Absorb {
     state: AtomicU8,
-    task: Mutex<Option<Waker>>,
+    task: AtomicWaker,
 }
 
 const IDLE: u8 = 0;
@@ -120,26 +128,23 @@ impl Absorb {
     fn new() -> Arc<Self> {
         Arc::new(Absorb {
             state: AtomicU8::new(IDLE),
-            task: Mutex::new(None),
+            task: AtomicWaker::new(),
         })
     }
 
     /// Drops the task's waker.
     fn forget(&self) {
-        *self.task.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        drop(self.task.take());
     }
 
+    /// Runs `poll` under this waker (see the type's docs); `cx`'s task is
+    /// the one woken from outside.
     fn run<T>(
         self: Arc<Self>,
         cx: &mut Context<'_>,
         mut poll: impl FnMut(&mut Context<'_>) -> Poll<T>,
     ) -> Poll<T> {
-        {
-            let mut task = self.task.lock().unwrap_or_else(|p| p.into_inner());
-            if !task.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                *task = Some(cx.waker().clone());
-            }
-        }
+        self.task.register(cx.waker());
         let waker = Waker::from(self.clone());
         let mut inner = Context::from_waker(&waker);
         for _ in 0..MAX_REPOLLS {
@@ -167,12 +172,7 @@ impl Wake for Absorb {
         {
             // Inside `run`, or woken there already: it polls again.
             Ok(_) | Err(WOKEN) => {}
-            Err(_) => {
-                let task = self.task.lock().unwrap_or_else(|p| p.into_inner());
-                if let Some(w) = task.as_ref() {
-                    w.wake_by_ref();
-                }
-            }
+            Err(_) => self.task.wake(),
         }
     }
 }
@@ -253,15 +253,12 @@ impl Idle {
             // Ready: the connection has finished its last exchange and wants
             // a request. One the engine closed while idle fails here.
             let EngineConn { sender, driver, .. } = &mut c;
-            let ready = match driver.drive(sender.ready()).await {
-                Ok(ready) => ready.map_err(|e| e.to_string()),
-                Err(ended) => Err(ended.to_string()),
-            };
-            if let Err(e) = ready {
+            let ready = driver.drive(sender.ready()).await;
+            if !matches!(ready, Ok(Ok(()))) {
                 if reused {
                     continue;
                 }
-                tracing::warn!(error = %e, "engine connection failed");
+                tracing::warn!(?ready, "engine connection failed");
                 return Err(ForwardError::Unreachable);
             }
             // Handed over inside the driven poll (the async block is lazy),
@@ -339,27 +336,25 @@ impl Body for Driven {
         }
         let body = &mut this.body;
         let polled = match this.conn.as_mut() {
-            Some(c) => {
-                match c
-                    .driver
-                    .poll_with(cx, |cx| Pin::new(&mut *body).poll_frame(cx))
-                {
-                    // Nothing would ever end this body: a visible error,
-                    // never a clean end.
-                    Poll::Pending if c.driver.done => {
-                        Poll::Ready(Some(Err(BodyError::Ended(Ended))))
-                    }
-                    polled => polled.map(|f| f.map(|f| f.map_err(BodyError::from))),
-                }
-            }
-            None => Pin::new(&mut *body)
-                .poll_frame(cx)
-                .map(|f| f.map(|f| f.map_err(BodyError::from))),
+            // A body its completed connection would never end fails
+            // visibly, never ends cleanly.
+            Some(c) => match c
+                .driver
+                .poll_or_ended(cx, |cx| Pin::new(&mut *body).poll_frame(cx))
+            {
+                Poll::Ready(Ok(polled)) => polled.map(|f| f.map_err(BodyError::from)),
+                Poll::Ready(Err(ended)) => Some(Err(ended.into())),
+                Poll::Pending => return Poll::Pending,
+            },
+            None => match Pin::new(&mut *body).poll_frame(cx) {
+                Poll::Ready(polled) => polled.map(|f| f.map_err(BodyError::from)),
+                Poll::Pending => return Poll::Pending,
+            },
         };
         match polled {
-            Poll::Ready(None) => this.ended = true,
-            Poll::Ready(Some(Ok(_))) => this.ended = this.body.is_end_stream(),
-            Poll::Ready(Some(Err(e))) => {
+            None => this.ended = true,
+            Some(Ok(_)) => this.ended = this.body.is_end_stream(),
+            Some(Err(e)) => {
                 // The engine failed mid-answer (died, cut the stream). What
                 // came before the failure often arrives in the same read;
                 // hyper has buffered it but not written it yet, and would
@@ -372,9 +367,8 @@ impl Body for Driven {
                 cx.waker().wake_by_ref();
                 return Poll::Pending;
             }
-            Poll::Pending => {}
         }
-        polled
+        Poll::Ready(polled)
     }
 
     fn is_end_stream(&self) -> bool {

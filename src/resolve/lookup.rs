@@ -291,4 +291,39 @@ mod tests {
             assert!(!usable_id(bad), "{bad:?}");
         }
     }
+
+    fn reply(body: &str) -> Reply {
+        Reply {
+            status: StatusCode::OK,
+            headers: http::HeaderMap::new(),
+            body: bytes::Bytes::copy_from_slice(body.as_bytes()),
+        }
+    }
+
+    /// An answer moat would read otherwise than a JSON reader that keeps
+    /// the last of two keys (or one that is no object at all) fails the
+    /// lookup, which refuses the request: never a decision on one reading
+    /// of a document while the engine meant another.
+    #[test]
+    fn an_answer_that_is_no_object_or_names_a_field_twice_fails_the_lookup() {
+        for body in [
+            "[]",
+            "\"x\"",
+            "null",
+            "{\"Id\":\"a\",\"Id\":\"b\"}",
+            "{\"HostConfig\":{\"Privileged\":false,\"Privileged\":true}}",
+            "{\"Config\":{\"Labels\":{},\"Labels\":{\"io.moat.owner\":\"ada\"}}}",
+            "{\"HostConfig\":\"host\"}",
+            "{\"Id\":\"a\"",
+        ] {
+            let r = answer(Kind::Container, "c", "/containers/c/json", &reply(body));
+            assert!(r.is_err(), "{body}: {r:?}");
+        }
+        // Fields moat does not read may be anything.
+        let ok = "{\"Id\":\"a\",\"State\":[1,{\"x\":null}],\"State\":7,\"HostConfig\":null}";
+        let Ok(Answer::Found(doc)) = answer(Kind::Container, "c", "/c", &reply(ok)) else {
+            panic!("{ok}");
+        };
+        assert_eq!(doc, serde_json::json!({"Id": "a"}));
+    }
 }
